@@ -1,0 +1,291 @@
+"""Typed configuration: one dataclass per stage, YAML files, `--set a.b=value` overrides.
+
+An unknown key or a value of the wrong type raises ConfigError naming the key path and the file.
+Family sections live next to their code (genrec/sid/config.py, genrec/models/cf/config.py,
+genrec/models/llm/config.py) and are composed here into the root `Config`.
+"""
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Union
+
+import yaml
+
+from genrec.errors import ConfigError
+from genrec.models.cf.config import CFConfig
+from genrec.models.llm.config import LLMConfig
+from genrec.sid.config import SIDConfig, SIDModelConfig
+
+
+@dataclass
+class RunConfig:
+    family: Literal["baseline", "cf", "sid", "llm"] = "baseline"
+    model: str = "popularity"  # name inside the family (popularity/random, mf_bpr, sasrec, tiger, ...)
+    name: str = ""  # free label; the run id is a hash of the resolved config
+    seed: int = 0
+    output_dir: str = "runs"
+    device: str = "auto"  # auto | cpu | cuda | cuda:0 ...
+    leaderboard: str = "benchmarks/results/leaderboard.csv"
+
+
+@dataclass
+class DataConfig:
+    source: Literal["ml-100k", "ml-1m", "csv", "parquet", "jsonl", "amazon", "synthetic"] = "ml-100k"
+    path: str = ""  # file (or directory) for csv/parquet/jsonl/amazon sources
+    item_path: str = ""  # item-metadata file for csv/parquet/jsonl/amazon sources
+    user_col: str = "user_id"
+    item_col: str = "item_id"
+    time_col: str = "timestamp"
+    rating_col: str = ""  # optional; used only with min_rating
+    item_text_cols: list[str] = field(default_factory=lambda: ["title"])
+    min_rating: float = 0.0  # keep interactions with rating >= this (0 = keep all)
+    kcore: int = 0  # iterative k-core on users and items (0 = off)
+    min_user_interactions: int = 3  # users with fewer are dropped (and counted): LOO needs 3
+    dedup: bool = True  # drop exact duplicate (user, item, timestamp) rows (counted)
+    split: Literal["loo", "temporal"] = "loo"
+    temporal_cut: list[float] = field(default_factory=lambda: [0.8, 0.9])  # time quantiles: valid, test
+    max_history: int = 50  # history items fed to sequential models (most recent kept)
+    data_fraction: float = 1.0  # share of users kept (the data-size scaling axis)
+    fraction_seed: int = 0
+    text_template: str = "{title}"  # encoder input: python format string over item columns
+    title_template: str = "{title}"  # how titles read in LLM prompts and outputs
+    # synthetic source
+    n_users: int = 300
+    n_items: int = 120
+    seq_len: int = 12
+    synthetic_seed: int = 0
+
+
+@dataclass
+class EvalConfig:
+    ks: list[int] = field(default_factory=lambda: [5, 10, 20, 50])
+    exclude_history: bool = True
+    batch_size: int = 512
+    split: Literal["valid", "test"] = "test"
+    max_users: int = 0  # evaluate on the first N users only (0 = all); for reduced CPU runs
+
+
+@dataclass
+class EncoderConfig:
+    name: str = "minilm-l6"  # short name, HF id or local folder
+    batch_size: int = 64
+    max_length: int = 64
+    pooling: Literal["mean", "cls", "last"] = "mean"
+    normalize: bool = True
+    center: bool = False
+    whiten: bool = False
+    device: str = "auto"
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 10
+    max_steps: int = 0  # stop after this many optimiser steps (0 = no limit)
+    batch_size: int = 256
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    grad_accum: int = 1
+    warmup_steps: int = 0
+    patience: int = 5  # early stopping on validation recall@10, in evaluations (0 = off)
+    eval_every: int = 1  # epochs between validation evaluations
+    mixed_precision: Literal["auto", "no", "bf16", "fp16"] = "auto"
+    grad_clip: float = 1.0
+    num_workers: int = 0
+    checkpoint_every: int = 1  # epochs between resumable checkpoints (0 = off)
+    progress: bool = True
+
+
+@dataclass
+class Config:
+    run: RunConfig = field(default_factory=RunConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    encoder: EncoderConfig = field(default_factory=EncoderConfig)
+    sid: SIDConfig = field(default_factory=SIDConfig)
+    sid_model: SIDModelConfig = field(default_factory=SIDModelConfig)
+    cf: CFConfig = field(default_factory=CFConfig)
+    llm: LLMConfig = field(default_factory=LLMConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+
+# ----------------------------------------------------------------------------- machinery
+
+
+def _type_name(tp: Any) -> str:
+    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+
+
+def _coerce(value: Any, tp: Any, where: str) -> Any:
+    """Check `value` against the annotation `tp`; return it (ints widen to float)."""
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if tp is Any:
+        return value
+    if origin in (Union, types.UnionType):
+        for a in args:
+            if a is type(None) and value is None:
+                return None
+        errors = []
+        for a in args:
+            if a is type(None):
+                continue
+            try:
+                return _coerce(value, a, where)
+            except ConfigError as e:
+                errors.append(str(e))
+        raise ConfigError(f"{where}: {value!r} is not a {_type_name(tp)}")
+    if origin is Literal:
+        if value not in args:
+            raise ConfigError(f"{where}: {value!r} is not one of {list(args)}")
+        return value
+    if origin in (list, tuple):
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{where}: expected a list, got {value!r}")
+        inner = args[0] if args else Any
+        return [_coerce(v, inner, f"{where}[{i}]") for i, v in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a mapping, got {value!r}")
+        vt = args[1] if len(args) == 2 else Any
+        return {k: _coerce(v, vt, f"{where}.{k}") for k, v in value.items()}
+    if dataclasses.is_dataclass(tp):
+        return from_dict(tp, value, where)
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where}: expected true/false, got {value!r}")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{where}: expected an integer, got {value!r}")
+        return value
+    if tp is float:
+        if isinstance(value, str):
+            try:
+                return float(value)  # YAML 1.1 reads '1e-3' as a string
+            except ValueError:
+                pass
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{where}: expected a number, got {value!r}")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{where}: expected a string, got {value!r}")
+        return value
+    return value
+
+
+def from_dict(cls: type, data: Any, where: str = "") -> Any:
+    """Build dataclass `cls` from a mapping, rejecting unknown keys and wrong types.
+
+    `where` is the key path of `data` ("" for the root); errors name the full key path.
+    """
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where or 'config'}: expected a mapping, got {data!r}")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        key = f"{where}.{unknown[0]}" if where else unknown[0]
+        raise ConfigError(f"unknown key {key!r} (known here: {', '.join(sorted(names))})")
+    kwargs = {k: _coerce(v, hints[k], f"{where}.{k}" if where else k) for k, v in data.items()}
+    return cls(**kwargs)
+
+
+def to_dict(obj: Any) -> dict:
+    return dataclasses.asdict(obj)
+
+
+def deep_merge(base: dict, update: dict) -> dict:
+    out = dict(base)
+    for k, v in update.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = deep_merge(out[k], v)
+        else:
+            out[k] = v
+    return out
+
+
+def parse_override(text: str) -> dict:
+    """'a.b=v' -> {'a': {'b': v}} with v parsed as YAML (so 1, 1e-3, true, [1,2] work)."""
+    if "=" not in text:
+        raise ConfigError(f"--set {text!r}: expected key.path=value")
+    key, raw = text.split("=", 1)
+    key = key.strip()
+    if not key or any(not p for p in key.split(".")):
+        raise ConfigError(f"--set {text!r}: bad key path {key!r}")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() != "" else ""
+    except yaml.YAMLError:
+        value = raw
+    out: dict = {}
+    cur = out
+    parts = key.split(".")
+    for p in parts[:-1]:
+        cur = cur.setdefault(p, {})
+    cur[parts[-1]] = value
+    return out
+
+
+def read_yaml(path: str | Path) -> dict:
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"config file not found: {p}")
+    try:
+        data = yaml.safe_load(p.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{p}: not valid YAML ({str(e).splitlines()[0]})") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{p}: top level must be a mapping")
+    return _resolve_includes(data, p)
+
+
+def _resolve_includes(data: dict, path: Path) -> dict:
+    """A YAML file may start with `include: [other.yaml, ...]` (paths relative to it)."""
+    inc = data.pop("include", None)
+    if inc is None:
+        return data
+    if isinstance(inc, str):
+        inc = [inc]
+    merged: dict = {}
+    for rel in inc:
+        merged = deep_merge(merged, read_yaml(path.parent / rel))
+    return deep_merge(merged, data)
+
+
+def build_config(raw: dict, source: str = "config") -> Config:
+    try:
+        return from_dict(Config, raw)
+    except ConfigError as e:
+        raise ConfigError(f"{source}: {e}") from None
+
+
+def load_config(files: list[str] | tuple[str, ...] = (), overrides: list[str] | tuple[str, ...] = (),
+                base: dict | None = None) -> Config:
+    """Merge YAML files in order, then `--set` overrides; validate into a Config."""
+    raw: dict = dict(base or {})
+    for f in files:
+        layer = read_yaml(f)
+        build_config(deep_merge(raw, layer), str(f))  # name the file that brings a bad key
+        raw = deep_merge(raw, layer)
+    for o in overrides:
+        raw = deep_merge(raw, parse_override(o))
+        build_config(raw, f"--set {o}")
+    return build_config(raw, ", ".join(map(str, files)) or "config")
+
+
+def config_hash(cfg: Config | dict, keys: list[str] | None = None) -> str:
+    """Stable short hash of (part of) a resolved config."""
+    import hashlib
+    import json
+
+    d = to_dict(cfg) if dataclasses.is_dataclass(cfg) else dict(cfg)
+    if keys is not None:
+        d = {k: d[k] for k in keys}
+    blob = json.dumps(d, sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:12]
