@@ -223,6 +223,8 @@ def parse_override(text: str) -> dict:
         value = yaml.safe_load(raw) if raw.strip() != "" else ""
     except yaml.YAMLError:
         value = raw
+    if isinstance(value, dict) and any(v is None for v in value.values()):
+        value = raw  # a format template such as {title} ({year}), not a YAML mapping
     out: dict = {}
     cur = out
     parts = key.split(".")

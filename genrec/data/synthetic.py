@@ -2,7 +2,8 @@
 
 Items fall into clusters; each user prefers one cluster (cluster sizes are skewed, so popularity is a
 real but beatable baseline) and walks that cluster's item cycle: the next item is the successor with
-probability 0.7, another item of the cluster with 0.25, any item with 0.05. Both a user-preference
+probability 0.7, another item of the cluster with 0.25 (Zipf-weighted within the cluster), any
+item with 0.05. Both a user-preference
 model (MF) and a sequential model can learn it; text names the cluster and position so text encoders
 carry signal.
 """
@@ -22,12 +23,15 @@ def make_synthetic(n_users: int, n_items: int, seq_len: int, seed: int, n_cluste
     members = [m for m in members if len(m)]
     weights = np.array([len(m) for m in members], dtype=float) ** 1.5
     weights /= weights.sum()
+    # within a cluster, jumps land on items with Zipf-like weights: a real popularity signal
+    zipf = [1.0 / np.arange(1, len(m) + 1) ** 1.2 for m in members]
+    zipf = [z / z.sum() for z in zipf]
     rows = []
     t = 1_000_000
     for u in range(n_users):
         ci = rng.choice(len(members), p=weights)
         m = members[ci]
-        pos = int(rng.integers(len(m)))
+        pos = int(rng.choice(len(m), p=zipf[ci]))
         length = int(rng.integers(max(3, seq_len // 2), seq_len + 1))
         for _ in range(length):
             rows.append((f"u{u}", f"i{m[pos]}", t))
@@ -36,13 +40,13 @@ def make_synthetic(n_users: int, n_items: int, seq_len: int, seed: int, n_cluste
             if r < 0.7:
                 pos = (pos + 1) % len(m)
             elif r < 0.95:
-                pos = int(rng.integers(len(m)))
+                pos = int(rng.choice(len(m), p=zipf[ci]))
             else:
                 nxt = int(rng.integers(n_items))
                 ci = int(np.searchsorted(np.cumsum([len(x) for x in members]), nxt, side="right"))
                 ci = min(ci, len(members) - 1)
                 m = members[ci]
-                pos = int(rng.integers(len(m)))
+                pos = int(rng.choice(len(m), p=zipf[ci]))
     inter = pd.DataFrame(rows, columns=["user", "item", "timestamp"]).astype({"timestamp": str})
     items = pd.DataFrame({
         "item": [f"i{i}" for i in range(n_items)],
