@@ -160,7 +160,7 @@ def train_loop(
         res.epochs_run = epoch + 1
         done = stop or epoch + 1 >= cfg_train.epochs or res.steps >= max_steps
         if cfg_train.checkpoint_every and ((epoch + 1) % cfg_train.checkpoint_every == 0 or done):
-            acc.save_state(str(ckpt))
+            _save_state_atomic(acc, ckpt)
             _atomic_json(state_file, {"epoch": epoch, "steps": res.steps, "bad": bad, "best_metric": res.best_metric,
                                       "best_epoch": res.best_epoch, "history": res.history,
                                       "train_time_s": res.train_time_s, "done": done})
@@ -190,6 +190,20 @@ def _atomic_save(obj, path: Path) -> None:
     tmp = path.with_name(path.name + ".tmp")
     torch.save(obj, tmp)
     os.replace(tmp, path)
+
+
+def _save_state_atomic(acc, ckpt: Path) -> None:
+    """save_state into a fresh folder, then swap it in: a kill never leaves a torn checkpoint."""
+    import shutil
+
+    tmp = ckpt.with_name(ckpt.name + ".tmp")
+    old = ckpt.with_name(ckpt.name + ".old")
+    shutil.rmtree(tmp, ignore_errors=True)
+    acc.save_state(str(tmp))
+    if ckpt.exists():
+        os.replace(ckpt, old)
+    os.replace(tmp, ckpt)
+    shutil.rmtree(old, ignore_errors=True)
 
 
 def _atomic_json(path: Path, obj) -> None:

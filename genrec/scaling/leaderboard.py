@@ -72,7 +72,9 @@ def axes_of(cfg) -> dict:
         variant = "+".join(v for v, on in (("directspec", c.directspec), ("adap_tau", c.adap_tau),
                                            ("normalized", c.normalize and not c.adap_tau),
                                            (f"multi{c.num_embeddings}", c.num_embeddings > 1)) if on) or "plain"
-        row.update(cf_dim=c.dim, cf_loss=c.loss, cf_variant=variant, rec_layers=c.layers)
+        row.update(cf_dim=c.dim, cf_loss=c.loss, cf_variant=variant)
+        if cfg.run.model in ("lightgcn", "sgl", "sasrec"):
+            row["rec_layers"] = c.layers
     elif fam == "llm":
         row.update(llm_model=cfg.llm.model, lora_rank=cfg.llm.lora_rank, llm_variant=cfg.llm.variant)
     return row

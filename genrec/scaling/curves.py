@@ -1,0 +1,150 @@
+"""Turn leaderboard rows into configurations (mean over seeds) and metric-vs-size curves with fits."""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+# Axis columns of a leaderboard row (seed excluded): a configuration is one value of all of them.
+CONTEXT_COLS = ["sweep", "dataset", "split_protocol", "eval_split", "exclude_history"]
+AXIS_COLS = ["family", "model", "data_fraction", "encoder", "quantizer", "sid_levels", "sid_codebook", "sid_latent",
+             "rec_arch", "rec_layers", "rec_d_model", "rec_heads", "rec_d_ff", "inject", "cf_dim", "cf_loss",
+             "cf_variant", "llm_model", "lora_rank", "llm_variant"]
+# Axes that move the model size together (a size ladder): plotted against params_non_embedding.
+SIZE_AXES = {"rec_layers", "rec_d_model", "rec_heads", "rec_d_ff", "sid_latent", "llm_model"}
+NUMERIC_AXES = {"data_fraction", "sid_levels", "sid_codebook", "cf_dim", "lora_rank"}
+X_PARAMS = "params_non_embedding"
+_NOT_CONFIG = {"run": ("seed", "name", "output_dir", "leaderboard", "device"), "train": ("progress", "num_workers")}
+
+
+def num(v) -> float:
+    try:
+        return float(v)
+    except (TypeError, ValueError):
+        return math.nan
+
+
+def config_key(row: dict) -> str:
+    """Hash of the row's resolved config without the seed (and without labels/paths)."""
+    try:
+        d = json.loads(row.get("config") or "{}")
+    except json.JSONDecodeError:
+        return ""
+    for sec, keys in _NOT_CONFIG.items():
+        for k in keys:
+            d.get(sec, {}).pop(k, None)
+    return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:10] if d else ""
+
+
+def ok_rows(rows: list[dict], metric: str = "", sweep: str = "") -> list[dict]:
+    """Rows with status ok (the last row per run id), optionally of one sweep and with a finite metric."""
+    last: dict[str, dict] = {}
+    for i, r in enumerate(rows):
+        if r.get("status") != "ok" or (sweep and r.get("sweep") != sweep):
+            continue
+        if metric and not math.isfinite(num(r.get(metric))):
+            continue
+        last[r.get("run_id") or f"row{i}"] = r
+    return list(last.values())
+
+
+@dataclass
+class Group:
+    key: tuple
+    labels: dict  # column -> value for the grouping columns
+    rows: list[dict] = field(default_factory=list)
+
+    def mean(self, col: str) -> float:
+        v = [num(r.get(col)) for r in self.rows]
+        v = [x for x in v if math.isfinite(x)]
+        return float(np.mean(v)) if v else math.nan
+
+    def std(self, col: str) -> float:
+        v = [num(r.get(col)) for r in self.rows]
+        v = [x for x in v if math.isfinite(x)]
+        return float(np.std(v, ddof=1)) if len(v) > 1 else 0.0 if v else math.nan
+
+    @property
+    def seeds(self) -> list[str]:
+        return sorted({r.get("seed", "") for r in self.rows})
+
+
+def group_rows(rows: list[dict], group: list[str] | None = None) -> list[Group]:
+    """Group rows by `group` columns (default: every context/axis column plus the seedless config)."""
+    cols = list(group) if group else CONTEXT_COLS + AXIS_COLS + ["_config"]
+    out: dict[tuple, Group] = {}
+    for r in rows:
+        vals = tuple(config_key(r) if c == "_config" else r.get(c, "") for c in cols)
+        if vals not in out:
+            out[vals] = Group(vals, dict(zip(cols, vals)))
+        out[vals].rows.append(r)
+    return list(out.values())
+
+
+@dataclass
+class Curve:
+    family: str
+    x_col: str
+    label: str  # the line: model and the other varying axes
+    xs: np.ndarray  # one per row (seeds kept separate)
+    ys: np.ndarray
+    fit: object = None  # FitResult or None
+
+    def means(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        ux = np.unique(self.xs)
+        m = np.array([self.ys[self.xs == x].mean() for x in ux])
+        s = np.array([self.ys[self.xs == x].std(ddof=1) if (self.xs == x).sum() > 1 else 0.0 for x in ux])
+        return ux, m, s
+
+
+def _varying(rows: list[dict], cols) -> list[str]:
+    return [c for c in cols if len({r.get(c, "") for r in rows}) > 1]
+
+
+def panels(rows: list[dict], metric: str) -> list[tuple[str, str, list[dict]]]:
+    """(family, x column, rows) for each family and each axis that varies in it."""
+    out = []
+    for fam in sorted({r.get("family", "") for r in rows}):
+        fr = [r for r in rows if r.get("family", "") == fam]
+        vary = _varying(fr, AXIS_COLS[1:])
+        mine = []
+        if any(c in SIZE_AXES for c in vary) and len({num(r.get(X_PARAMS)) for r in fr}) > 1:
+            mine.append((fam, X_PARAMS, fr))
+        mine += [(fam, c, fr) for c in vary if c in NUMERIC_AXES]
+        if not mine:  # categorical axes only (encoder, quantizer, inject, ...): one panel each
+            mine = [(fam, c, fr) for c in vary if c not in SIZE_AXES and c != "model"]
+        out += mine
+    return out
+
+
+def curves(rows: list[dict], metric: str, x_col: str, fit: bool = True, min_points: int = 4,
+           n_boot: int = 200) -> list[Curve]:
+    """One curve per line of a panel; a saturating power law is fitted where a line has enough sizes."""
+    from genrec.scaling.fit import fit_power_law
+
+    skip = {x_col, "family"} | (SIZE_AXES if x_col == X_PARAMS else set())
+    line_cols = [c for c in _varying(rows, AXIS_COLS) if c not in skip]
+    if "model" not in line_cols:
+        line_cols.insert(0, "model")
+    lines: dict[str, list[dict]] = {}
+    for r in rows:
+        label = " ".join(str(r.get(c, "")) if c == "model" else f"{c}={r.get(c, '')}" for c in line_cols)
+        lines.setdefault(label, []).append(r)
+    out = []
+    numeric = x_col == X_PARAMS or x_col in NUMERIC_AXES
+    for label, lr in lines.items():
+        xs = [num(r.get(x_col)) if numeric else r.get(x_col, "") for r in lr]
+        ys = np.array([num(r.get(metric)) for r in lr])
+        c = Curve(lr[0].get("family", ""), x_col, label, np.array(xs, dtype=float if numeric else object), ys)
+        if numeric and fit:
+            ok = np.isfinite(c.xs.astype(float)) & (c.xs.astype(float) > 0)
+            if len(np.unique(c.xs[ok])) >= min_points:
+                try:
+                    c.fit = fit_power_law(c.xs[ok].astype(float), ys[ok], n_boot=n_boot)
+                except Exception:  # noqa: BLE001 - a curve without a fit is still a curve
+                    c.fit = None
+        out.append(c)
+    return out

@@ -1,0 +1,118 @@
+"""`genrec leaderboard FILE`: ranked table, mean +- std over seeds, one line per configuration."""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+from genrec.errors import ConfigError
+from genrec.scaling.curves import AXIS_COLS, CONTEXT_COLS, X_PARAMS, curves, group_rows, ok_rows, panels
+from genrec.scaling.leaderboard import METRIC_COLS, read_rows
+
+SHOW_ALSO = ["recall@10", "ndcg@10"]
+MAX_AXIS_COLS = 5  # more varying axis columns than this are folded into one "axes" column
+
+
+def _fmt_num(v: float, digits: int = 4) -> str:
+    return "-" if not math.isfinite(v) else f"{v:.{digits}f}"
+
+
+def _fmt_params(v: float) -> str:
+    if not math.isfinite(v):
+        return "-"
+    for unit, div in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if abs(v) >= div:
+            return f"{v / div:.3g}{unit}"
+    return f"{v:.0f}"
+
+
+def _check_metric(rows: list[dict], metric: str, file) -> None:
+    if rows and metric not in rows[0]:
+        known = [c for c in rows[0] if c in METRIC_COLS]
+        raise ConfigError(f"--metric {metric!r}: no such column in {file} (metrics: {', '.join(known)})")
+
+
+def leaderboard(file: str | Path, metric: str = "ndcg@10", group: str | list[str] = "", sweep: str = "") -> dict:
+    """Aggregate a leaderboard CSV: {'columns', 'rows' (dicts, best first), 'constant', 'failed'}."""
+    file = Path(file)
+    if not file.exists():
+        raise ConfigError(f"leaderboard file not found: {file}")
+    rows = read_rows(file)
+    _check_metric(rows, metric, file)
+    gcols = [c.strip() for c in group.split(",") if c.strip()] if isinstance(group, str) else list(group)
+    if rows:
+        bad = [c for c in gcols if c not in rows[0]]
+        if bad:
+            raise ConfigError(f"--group {bad[0]!r}: no such column in {file}")
+    good = ok_rows(rows, metric, sweep)
+    failed = [r for r in rows if r.get("status") == "failed" and (not sweep or r.get("sweep") == sweep)
+              and r.get("run_id") not in {g.get("run_id") for g in good}]
+    groups = group_rows(good, gcols or None)
+    if gcols:
+        label_cols, constant = gcols, {}
+    else:
+        cand = CONTEXT_COLS + AXIS_COLS
+        label_cols = [c for c in cand if len({g.labels[c] for g in groups}) > 1 or c in ("family", "model")]
+        constant = {c: groups[0].labels[c] for c in cand if c not in label_cols and groups and groups[0].labels[c]}
+    extra = [m for m in SHOW_ALSO if m != metric]
+    axis_cols = [c for c in label_cols if c in AXIS_COLS[2:]]
+    compact = not gcols and len(axis_cols) > MAX_AXIS_COLS  # mixed families: one "axes" column
+    table = []
+    for g in groups:
+        t = {c: g.labels[c] for c in label_cols}
+        if compact:
+            t["axes"] = " ".join(f"{c}={g.labels[c]}" for c in axis_cols if g.labels[c] not in ("", None))
+        t["users"] = g.mean("users_evaluated")
+        t.update({"params": g.mean(X_PARAMS), "mean": g.mean(metric), "std": g.std(metric), "n": len(g.rows),
+                  "seeds": ",".join(g.seeds), "train_time_s": g.mean("train_time_s")})
+        for m in extra:
+            t[m] = g.mean(m)
+        table.append(t)
+    table.sort(key=lambda t: -t["mean"] if math.isfinite(t["mean"]) else math.inf)
+    if compact:
+        label_cols = [c for c in label_cols if c not in axis_cols] + ["axes"]
+    return {"columns": label_cols, "rows": table, "constant": constant, "failed": failed, "metric": metric,
+            "extra": extra}
+
+
+def print_leaderboard(file: str | Path, metric: str = "ndcg@10", group: str = "", sweep: str = "") -> list[dict]:
+    """Print the ranked table; returns its rows (dicts, best first)."""
+    lb = leaderboard(file, metric, group, sweep)
+    cols, extra = lb["columns"], lb["extra"]
+    tail = ["axes"] if "axes" in cols else []  # free text last, so the numbers stay aligned
+    cols = [c for c in cols if c not in tail]
+    head = ["#", *cols, "params_ne", "users", f"{metric} (mean +- std)", "n", *extra, "train_s", *tail]
+    lines = []
+    for i, t in enumerate(lb["rows"], 1):
+        lines.append([str(i), *(str(t[c]) for c in cols), _fmt_params(t["params"]), _fmt_num(t["users"], 0),
+                      f"{_fmt_num(t['mean'])} +- {_fmt_num(t['std'])}", str(t["n"]),
+                      *(_fmt_num(t[m]) for m in extra), _fmt_num(t["train_time_s"], 1), *(t[c] for c in tail)])
+    widths = [max(len(h), *(len(r[j]) for r in lines)) if lines else len(h) for j, h in enumerate(head)]
+    title = f"{Path(file).name}" + (f" [sweep {sweep}]" if sweep else "") + f": {len(lb['rows'])} configurations"
+    if lb["constant"]:
+        title += "  (" + ", ".join(f"{k}={v}" for k, v in lb["constant"].items()) + ")"
+    print(title)
+    print("  ".join(h.ljust(w) for h, w in zip(head, widths)).rstrip())
+    for r in lines:
+        print("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
+    if lb["failed"]:
+        names = sorted({r.get("point") or r.get("run_id") for r in lb["failed"]})
+        print(f"failed: {len(lb['failed'])} row(s): " + ", ".join(names[:10]) + (" ..." if len(names) > 10 else ""))
+    return lb["rows"]
+
+
+def fit_summaries(file: str | Path, metric: str = "recall@10", sweep: str = "", n_boot: int = 200) -> list[dict]:
+    """Power-law fits of every curve with enough sizes: [{family, x, line, fit (FitResult)}]."""
+    rows = ok_rows(read_rows(file), metric, sweep)
+    out = []
+    for fam, x_col, fr in panels(rows, metric):
+        for c in curves(fr, metric, x_col, n_boot=n_boot):
+            if c.fit is not None:
+                out.append({"family": fam, "x": x_col, "line": c.label, "fit": c.fit})
+    return out
+
+
+def print_fits(file: str | Path, metric: str = "recall@10", sweep: str = "", n_boot: int = 200) -> list[dict]:
+    fits = fit_summaries(file, metric, sweep, n_boot)
+    for f in fits:
+        print(f"fit {f['family']} {f['line']} ({metric} vs {f['x']}): {f['fit'].summary()}")
+    return fits

@@ -1,0 +1,93 @@
+"""Leaderboard table (mean +- std over seeds, one line per configuration), fits and plots of a CSV."""
+import json
+
+import numpy as np
+import pytest
+
+from genrec.cli import main as cli_main
+from genrec.config import load_config
+from genrec.errors import ConfigError
+from genrec.scaling.leaderboard import append_row, make_row
+from genrec.scaling.plots import plot_file
+from genrec.scaling.report import leaderboard, print_fits, print_leaderboard
+
+LADDER = [(1, 64, 2e5), (2, 96, 8e5), (4, 128, 3e6), (6, 256, 1.2e7), (8, 512, 5e7)]
+
+
+def _row(overrides, recall, params=0, seed=0, status="ok", sweep="t", point=""):
+    cfg = load_config([], ["data.source=synthetic", f"run.seed={seed}", *overrides])
+    res = {"run_id": f"{point}-{seed}-{status}", "metrics": {"recall@10": recall, "ndcg@10": recall / 2},
+           "params": {"params_non_embedding": params, "params_total": params}, "data": {"name": "synthetic"}}
+    return make_row(cfg, res, sweep=sweep, point=point, status=status)
+
+
+@pytest.fixture
+def ladder_csv(tmp_path):
+    path = tmp_path / "recsize.csv"
+    for layers, width, n in LADDER:
+        for seed in (0, 1):
+            y = 0.3 - 20.0 * n ** -0.4 + (0.001 if seed else -0.001)
+            append_row(path, _row(["run.family=sid", f"sid_model.num_layers={layers}", f"sid_model.d_model={width}"],
+                                  y, n, seed, point=f"L{layers}"))
+    append_row(path, _row(["run.family=baseline", "run.model=popularity"], 0.05, point="pop"))
+    append_row(path, _row(["run.family=sid", "sid_model.num_layers=12"], float("nan"), 1e8, status="failed",
+                          point="huge"))
+    return path
+
+
+def test_leaderboard_means_over_seeds(ladder_csv, capsys):
+    lb = leaderboard(ladder_csv, metric="recall@10")
+    rows = lb["rows"]
+    assert len(rows) == len(LADDER) + 1
+    assert [r["n"] for r in rows[:5]] == [2] * 5 and rows[-1]["model"] == "popularity"
+    means = [r["mean"] for r in rows[:5]]
+    assert means == sorted(means, reverse=True)
+    top = rows[0]
+    assert top["rec_layers"] == "8" and top["mean"] == pytest.approx(0.3 - 20.0 * 5e7 ** -0.4, abs=1e-6)
+    assert top["std"] == pytest.approx(np.std([-0.001, 0.001], ddof=1), rel=1e-3) and top["seeds"] == "0,1"
+    assert lb["constant"]["dataset"] == "synthetic" and len(lb["failed"]) == 1
+    print_leaderboard(ladder_csv, metric="recall@10")
+    out = capsys.readouterr().out
+    assert "+-" in out and "failed: 1 row(s): huge" in out and "rec_layers" in out
+    # explicit grouping merges everything else
+    fam = leaderboard(ladder_csv, metric="recall@10", group="family")["rows"]
+    assert [(r["family"], r["n"]) for r in fam] == [("sid", 10), ("baseline", 1)]
+
+
+def test_leaderboard_errors_and_cli(ladder_csv, capsys):
+    with pytest.raises(ConfigError, match="recall@11"):
+        leaderboard(ladder_csv, metric="recall@11")
+    with pytest.raises(ConfigError, match="nocol"):
+        leaderboard(ladder_csv, group="family,nocol")
+    with pytest.raises(ConfigError, match="not found"):
+        leaderboard(ladder_csv.parent / "missing.csv")
+    assert cli_main(["leaderboard", str(ladder_csv), "--metric", "recall@10"]) == 0
+    assert "recall@10 (mean +- std)" in capsys.readouterr().out
+    assert cli_main(["leaderboard", str(ladder_csv), "--metric", "bogus"]) == 2
+
+
+def test_fit_and_plot_size_ladder(ladder_csv, capsys):
+    fits = print_fits(ladder_csv, metric="recall@10", n_boot=30)
+    assert len(fits) == 1 and fits[0]["x"] == "params_non_embedding"
+    f = fits[0]["fit"]
+    assert f.params["a"] == pytest.approx(0.4, rel=0.05) and f.r2 > 0.99
+    assert "fit sid" in capsys.readouterr().out
+    paths = plot_file(ladder_csv, metric="recall@10", n_boot=30)
+    assert paths == [str(ladder_csv.with_suffix(".png"))]
+    png = ladder_csv.with_suffix(".png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
+    saved = json.loads((ladder_csv.parent / "recsize_fits.json").read_text())
+    assert saved[0]["params"]["a"] == pytest.approx(0.4, rel=0.05)
+
+
+def test_plot_without_axes_is_a_bar_chart(tmp_path):
+    path = tmp_path / "quick.csv"
+    for fam, model, r in (("baseline", "popularity", 0.05), ("baseline", "random", 0.01), ("cf", "mf_bpr", 0.1)):
+        append_row(path, _row([f"run.family={fam}", f"run.model={model}"], r, point=model))
+    out = tmp_path / "plots"
+    paths = plot_file(path, out_dir=out)
+    assert paths == [str(out / "quick.png")] and (out / "quick.png").stat().st_size > 5_000
+    with pytest.raises(ConfigError, match="no ok rows"):
+        empty = tmp_path / "empty.csv"
+        append_row(empty, _row(["run.family=cf"], 0.1, status="failed"))
+        plot_file(empty)
