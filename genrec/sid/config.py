@@ -13,10 +13,12 @@ class SIDConfig:
     latent_dim: int = 32
     hidden_dims: list[int] | None = None  # encoder MLP widths; None = [512, 256, 128]
     commitment_weight: float = 0.25
-    epochs: int = 200
-    batch_size: int = 1024
+    epochs: int = 100  # rqvae; 100 x 15 minibatches of 256 on ML-1M's 3,706 items
+    batch_size: int = 256
     lr: float = 1e-3
-    kmeans_init: bool = True
+    kmeans_init: bool = True  # rqvae: k-means initialise each codebook on the first-epoch residuals
+    kmeans_iters: int = 25  # Lloyd iterations (rqvae k-means init; rq_kmeans faiss niter)
+    dead_code_restart: bool = True  # rqvae: re-seed codes unused in an epoch from current residuals
     disambiguate: bool = True  # append a level that makes item <-> SID a bijection
     tokenizer_path: str = ""  # load a trained tokenizer folder instead of training one
 
@@ -31,7 +33,13 @@ class SIDModelConfig:
     d_kv: int = 64
     d_ff: int = 1024
     dropout: float = 0.1
+    feed_forward_proj: Literal["relu", "gated-gelu"] = "relu"  # T5 feed-forward (decoder_only: SwiGLU)
     user_tokens: int = 0  # hashed user-id tokens (0 = no user token)
-    num_beams: int = 20
+    num_beams: int = 20  # beams = longest top-K list (max(eval.ks) must be <= num_beams)
+    decode_batch_size: int = 64  # users per beam-search call (memory: users x beams x history tokens)
+    examples_per_epoch: int = 0  # 0 = every prefix of every training sequence; N = a seeded sample of N
+    valid_users: int = 1000  # validation users for early stopping (recall@10 by beam search; 0 = all)
     inject: Literal["none", "cf", "encoder"] = "none"
     inject_hidden: int = 256
+    inject_cf_dim: int = 64  # inject=cf: built-in MF-BPR embedding width
+    inject_cf_epochs: int = 20
