@@ -101,6 +101,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("encode", help="encode item texts with the frozen encoder (cached)")
     _config_args(p)
     p.set_defaults(fn=cmd_encode)
+    sub.add_parser("tokenize", help="train (or load cached) a SID tokenizer and print its stats "
+                   "(-c/--set as for run; --save tokenizers/NAME, --no-cache)")
     p = sub.add_parser("leaderboard", help="print a ranked table (mean +- std over seeds)")
     p.add_argument("file")
     p.add_argument("--metric", default="ndcg@10")
@@ -122,6 +124,11 @@ def setup_logging(verbose: bool = False) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["tokenize"]:  # train / load a SID tokenizer: same -c/--set options, plus --save/--no-cache
+        from genrec.sid.__main__ import main as tokenize
+
+        return tokenize(argv[1:])
     args = build_parser().parse_args(argv)
     setup_logging(args.verbose)
     try:

@@ -1,4 +1,4 @@
-"""Config section for the LLM-as-RS family."""
+"""Config section for the LLM-as-RS family (LoRA-tuned causal LM that generates the next item's title)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -7,19 +7,36 @@ from typing import Literal
 
 @dataclass
 class LLMConfig:
-    model: str = "smollm2-135m"  # short name, HF id or local folder
+    model: str = "smollm2-135m"  # short name (resolver), or a local HF folder
+    dtype: Literal["float32", "bfloat16", "float16"] = "float32"  # weights as loaded (autocast is train.mixed_precision)
+    load_in: Literal["full", "8bit", "4bit"] = "full"  # 8bit/4bit need bitsandbytes + CUDA
+    # LoRA
     lora_rank: int = 8
     lora_alpha: int = 16
     lora_dropout: float = 0.05
     target_modules: list[str] = field(
         default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"]
     )
-    history_items: int = 10  # last N history titles in the prompt
-    prompt_template: str = "A user watched, in order: {history}. The next item is:"
-    use_chat_template: bool = False
-    max_title_tokens: int = 32
-    num_beams: int = 10
     gradient_checkpointing: bool = False
-    load_in: Literal["full", "8bit", "4bit"] = "full"
-    variant: Literal["plain", "cf_inject", "sid_tokens"] = "plain"
+    # prompt
+    history_items: int = 10  # last N history items in the prompt
+    prompt_template: str = "A user watched, in order:{history}. The next item is:"
+    history_separator: str = ","  # between history titles
+    title_prefix: str = " "  # prepended to every title before tokenising (BPE word boundary)
+    use_chat_template: bool = False  # wrap the prompt as a user turn when the tokenizer has a chat template
+    max_title_tokens: int = 32  # titles are cut to this many tokens (before EOS)
+    # training examples
     max_train_users: int = 0  # reduced runs: train on the first N users (0 = all)
+    targets_per_user: int = 0  # only the last N (history -> next) pairs of each user (0 = every position)
+    steps_per_epoch: int = 0  # batches per train_loop "epoch" (0 = one pass over the examples)
+    max_valid_users: int = 200  # validation users for early stopping (0 = all)
+    # decoding
+    num_beams: int = 10
+    decode_batch_size: int = 32  # users per constrained beam search call
+    # variants
+    variant: Literal["plain", "cf_inject", "sid_tokens"] = "plain"
+    cf_dim: int = 64  # cf_inject: CF item-embedding dimension
+    cf_hidden: int = 256  # cf_inject: projector MLP hidden width
+    cf_epochs: int = 30  # cf_inject: MF-BPR epochs (CF family's fit_item_embeddings, or the inline fallback)
+    sid_history: Literal["sid", "title", "both"] = "both"  # sid_tokens: how history items read
+    sid_target: Literal["sid", "title"] = "sid"  # sid_tokens: what the model generates
