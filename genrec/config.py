@@ -79,6 +79,7 @@ class EncoderConfig:
     center: bool = False
     whiten: bool = False
     device: str = "auto"
+    threads: int = 0  # CPU threads for the encoder (0 = torch default; 1 is fastest on a busy machine)
 
 
 @dataclass

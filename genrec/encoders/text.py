@@ -120,6 +120,8 @@ class TextEncoder:
 
         info = self.model_info
         self.device = pick_device(self.cfg.device)
+        if getattr(self.cfg, "threads", 0) > 0:
+            torch.set_num_threads(self.cfg.threads)
         if info.kind == "sentence-transformers":
             from sentence_transformers import SentenceTransformer
 
