@@ -54,12 +54,33 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+NOT_RESULT_KEYS = {"run": ("output_dir", "leaderboard", "name", "device"), "train": ("progress", "num_workers"),
+                   "encoder": ("device", "threads", "batch_size")}
+
+
+def _diff(d: dict, base: dict) -> dict:
+    out = {}
+    for k, v in d.items():
+        b = base.get(k, object())
+        if isinstance(v, dict) and isinstance(b, dict):
+            sub = _diff(v, b)
+            if sub:
+                out[k] = sub
+        elif v != b:
+            out[k] = v
+    return out
+
+
 def run_id(cfg: Config) -> str:
-    """Hash of everything that changes the result (not output paths or labels)."""
+    """Hash of the settings that change the result, taken as their difference from the defaults.
+
+    Output paths, labels and speed knobs are left out, and a newly added config field (at its
+    default) leaves every existing run id unchanged.
+    """
     d = to_dict(cfg)
-    d["run"] = {k: v for k, v in d["run"].items() if k not in ("output_dir", "leaderboard", "name", "device")}
-    d["train"] = {k: v for k, v in d["train"].items() if k not in ("progress", "num_workers")}
-    return config_hash(d)
+    for section, keys in NOT_RESULT_KEYS.items():
+        d[section] = {k: v for k, v in d[section].items() if k not in keys}
+    return config_hash(_diff(d, to_dict(Config())))
 
 
 def resolve_family(name: str):

@@ -52,3 +52,13 @@ def test_parse_override_needs_equals():
     with pytest.raises(ConfigError):
         parse_override("train.lr")
     assert parse_override("a.b=true") == {"a": {"b": True}}
+
+
+def test_run_id_depends_on_result_settings_only():
+    from genrec.pipeline import run_id
+
+    a = load_config([], ["run.output_dir=x"])
+    b = load_config([], ["run.output_dir=y", "train.progress=false", "encoder.threads=1"])
+    c = load_config([], ["train.lr=0.5"])
+    assert run_id(a) == run_id(b) != run_id(c)
+    assert run_id(load_config([], ["run.seed=1"])) != run_id(a)
