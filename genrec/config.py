@@ -140,6 +140,8 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
                 errors.append(str(e))
         raise ConfigError(f"{where}: {value!r} is not a {_type_name(tp)}")
     if origin is Literal:
+        if isinstance(value, bool):  # YAML 1.1 reads a bare no/off/yes/on as a boolean
+            value = next((a for a in args if isinstance(a, str) and yaml.safe_load(a) is value), value)
         if value not in args:
             raise ConfigError(f"{where}: {value!r} is not one of {list(args)}")
         return value

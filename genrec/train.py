@@ -45,6 +45,14 @@ def make_accelerator(cfg_train, device: torch.device):
     mp = cfg_train.mixed_precision
     if mp == "auto":
         mp = "bf16" if device.type == "cuda" and torch.cuda.is_bf16_supported() else "no"
+    from accelerate.state import AcceleratorState, GradientState
+
+    state = AcceleratorState._shared_state
+    if state and str(state.get("_mixed_precision", mp)) != mp:
+        # several runs in one process (a sweep) may differ in precision: start a fresh accelerator state,
+        # keeping the process-group state that `accelerate launch` set up
+        AcceleratorState._reset_state()
+        GradientState._reset_state()
     return Accelerator(mixed_precision=mp, gradient_accumulation_steps=cfg_train.grad_accum,
                        cpu=device.type == "cpu")
 

@@ -62,3 +62,17 @@ def test_run_id_depends_on_result_settings_only():
     c = load_config([], ["train.lr=0.5"])
     assert run_id(a) == run_id(b) != run_id(c)
     assert run_id(load_config([], ["run.seed=1"])) != run_id(a)
+
+
+def test_yaml_no_is_the_literal_no():
+    assert load_config([], ["train.mixed_precision=no"]).train.mixed_precision == "no"
+
+
+def test_accelerators_with_different_precision_in_one_process():
+    import torch
+
+    from genrec.train import make_accelerator
+
+    for mp in ("no", "bf16", "no"):
+        acc = make_accelerator(load_config([], [f"train.mixed_precision={mp}"]).train, torch.device("cpu"))
+        assert acc.mixed_precision == mp
