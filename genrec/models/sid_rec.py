@@ -1,0 +1,308 @@
+"""TIGER-style generative recommender over semantic IDs: a config + model pair (model_type genrec_sid_rec).
+
+The backbone is built from scratch from a config: T5 (encoder-decoder, arch="encoder_decoder") or a
+small Llama (arch="decoder_only"). Input: [user token] + the SID tokens of the last `max_history`
+items (left-padded); output: the next item's SID, decoded with the vectorised constrained beam search
+(genrec.decode) using the backbone's KV cache, batched over users. The model carries its SID table
+(and, for the injection ablation, the frozen per-item vectors) as buffers, so `save_pretrained` /
+`from_pretrained` give back a complete recommender: `model.recommend(users, histories, k)`.
+
+Injection (inject_dim > 0): a trainable MLP maps each history item's external vector to d_model and
+adds it to each of that item's SID token embeddings.
+"""
+from __future__ import annotations
+
+import inspect
+
+import numpy as np
+import torch
+from torch import nn
+from transformers import LlamaConfig, LlamaForCausalLM, PretrainedConfig, PreTrainedModel, T5Config
+from transformers import T5ForConditionalGeneration
+
+from genrec.decode import PrefixTrie, check_k, constrained_beam_search
+from genrec.models.sid_data import (BOS, PAD, item_token_table, pack_histories, user_token,
+                                    vocab_size_of)
+
+
+class SIDRecConfig(PretrainedConfig):
+    model_type = "genrec_sid_rec"
+    arch: str = "encoder_decoder"  # encoder_decoder (T5) | decoder_only (Llama)
+    sid_vocab_sizes: list[int] | None = None  # codebook size per SID level
+    n_items: int = 0
+    n_user_tokens: int = 0
+    max_history: int = 50
+    num_layers: int = 4
+    num_decoder_layers: int = 4
+    d_model: int = 128
+    num_heads: int = 6
+    d_kv: int = 64
+    d_ff: int = 1024
+    dropout: float = 0.1
+    feed_forward_proj: str = "relu"
+    inject_dim: int = 0  # width of the external per-item vector (0 = no injection)
+    inject_hidden: int = 256
+    num_beams: int = 20
+    decode_batch_size: int = 64  # users per beam-search call
+
+    @property
+    def n_levels(self) -> int:
+        return len(self.sid_vocab_sizes or [])
+
+    @property
+    def vocab_size(self) -> int:
+        return vocab_size_of(self.sid_vocab_sizes or [], self.n_user_tokens)
+
+
+def _cache_kw(fn) -> str:
+    """transformers 5.24 renamed past_key_values -> cache; use whichever the installed forward takes."""
+    return "cache" if "cache" in inspect.signature(fn).parameters else "past_key_values"
+
+
+def _out_cache(out):
+    return getattr(out, "cache", None) if getattr(out, "cache", None) is not None else out.past_key_values
+
+
+class SIDRecModel(PreTrainedModel):
+    config_class = SIDRecConfig
+    base_model_prefix = "sid_rec"
+    main_input_name = "hist_items"
+
+    def __init__(self, config: SIDRecConfig):
+        super().__init__(config)
+        if config.arch not in ("encoder_decoder", "decoder_only"):
+            raise ValueError(f"sid_model.arch: unknown architecture {config.arch!r}")
+        if not config.sid_vocab_sizes or config.n_items <= 0:
+            raise ValueError("SIDRecConfig needs sid_vocab_sizes and n_items")
+        V, c = config.vocab_size, config
+        if c.arch == "encoder_decoder":
+            self.backbone = T5ForConditionalGeneration(T5Config(
+                vocab_size=V, d_model=c.d_model, d_kv=c.d_kv, d_ff=c.d_ff, num_layers=c.num_layers,
+                num_decoder_layers=c.num_decoder_layers, num_heads=c.num_heads, dropout_rate=c.dropout,
+                feed_forward_proj=c.feed_forward_proj, pad_token_id=PAD, eos_token_id=BOS,
+                decoder_start_token_id=BOS))
+        else:
+            self.backbone = LlamaForCausalLM(LlamaConfig(
+                vocab_size=V, hidden_size=c.d_model, intermediate_size=c.d_ff, num_hidden_layers=c.num_layers,
+                num_attention_heads=c.num_heads, num_key_value_heads=c.num_heads, head_dim=c.d_kv,
+                attention_dropout=c.dropout, max_position_embeddings=4 * (c.max_history + 1) * (c.n_levels + 1),
+                pad_token_id=PAD, bos_token_id=BOS, eos_token_id=BOS, tie_word_embeddings=True))
+        self.register_buffer("item_tokens", torch.zeros(c.n_items, c.n_levels, dtype=torch.long))
+        if c.inject_dim > 0:
+            self.register_buffer("item_vectors", torch.zeros(c.n_items, c.inject_dim))
+            self.adapter = nn.Sequential(nn.Linear(c.inject_dim, c.inject_hidden), nn.GELU(),
+                                         nn.Linear(c.inject_hidden, c.d_model))
+        self.exclude_history = True  # drop history items from recommendations (eval.exclude_history)
+        self._trie: PrefixTrie | None = None
+        self._cache_name = _cache_kw(self.backbone.forward)
+        self.post_init()
+
+    def _init_weights(self, module):
+        if isinstance(module, nn.Linear):
+            nn.init.normal_(module.weight, std=0.02)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+
+    # ------------------------------------------------------------------ construction helpers
+
+    @classmethod
+    def from_codes(cls, codes: np.ndarray, vocab_sizes: list[int], item_vectors: np.ndarray | None = None,
+                   **cfg) -> "SIDRecModel":
+        """A fresh model for a SID table [n_items, L] (and optional external vectors [n_items, d])."""
+        config = SIDRecConfig(sid_vocab_sizes=[int(v) for v in vocab_sizes], n_items=int(len(codes)),
+                              inject_dim=0 if item_vectors is None else int(item_vectors.shape[1]), **cfg)
+        model = cls(config)
+        tokens = item_token_table(codes, config.sid_vocab_sizes, config.n_user_tokens)
+        model.item_tokens.copy_(torch.from_numpy(tokens))
+        if item_vectors is not None:
+            model.item_vectors.copy_(torch.as_tensor(np.asarray(item_vectors), dtype=torch.float32))
+        PrefixTrie.build(tokens, config.vocab_size)  # fails early on duplicate SIDs
+        return model
+
+    @property
+    def trie(self) -> PrefixTrie:
+        dev = self.item_tokens.device
+        if self._trie is None or self._trie.device != dev:
+            self._trie = PrefixTrie.build(self.item_tokens.cpu().numpy(), self.config.vocab_size).to(dev)
+        return self._trie
+
+    # ------------------------------------------------------------------ inputs
+
+    def _prompt(self, users: torch.Tensor, hist: torch.Tensor, bos: bool):
+        """History items [B, H] (-1 pad) -> token ids, attention mask, item index per token ([B, T])."""
+        B, L = hist.shape[0], self.config.n_levels
+        ok = hist >= 0
+        tok = self.item_tokens[hist.clamp(min=0)]  # [B, H, L]
+        tok = torch.where(ok[..., None], tok, torch.full_like(tok, PAD)).reshape(B, -1)
+        item = torch.where(ok, hist, torch.full_like(hist, -1))[..., None].expand(-1, -1, L).reshape(B, -1)
+        parts_t, parts_i = [tok], [item]
+        if self.config.n_user_tokens > 0:
+            parts_t.insert(0, user_token(users.to(tok.device), self.config.n_user_tokens)[:, None])
+            parts_i.insert(0, torch.full((B, 1), -1, dtype=torch.long, device=tok.device))
+        if bos:
+            parts_t.append(torch.full((B, 1), BOS, dtype=torch.long, device=tok.device))
+            parts_i.append(torch.full((B, 1), -1, dtype=torch.long, device=tok.device))
+        ids, item = torch.cat(parts_t, 1), torch.cat(parts_i, 1)
+        mask = ids != PAD
+        keep = mask.any(0).long().cumsum(0) > 0  # drop leading columns that are padding in every row
+        return ids[:, keep], mask[:, keep].long(), item[:, keep]
+
+    def _embed(self, ids: torch.Tensor, item: torch.Tensor) -> torch.Tensor:
+        emb = self.backbone.get_input_embeddings()(ids)
+        if self.config.inject_dim > 0:
+            vec = self.adapter(self.item_vectors[item.clamp(min=0)].to(emb.dtype))
+            emb = emb + vec * (item >= 0)[..., None].to(emb.dtype)
+        return emb
+
+    # ------------------------------------------------------------------ training
+
+    def forward(self, users: torch.Tensor, hist_items: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """Teacher-forced cross-entropy of the target items' SID tokens (mean over tokens)."""
+        labels = self.item_tokens[targets]  # [B, L]
+        if self.config.arch == "encoder_decoder":
+            ids, mask, item = self._prompt(users, hist_items, bos=False)
+            out = self.backbone(inputs_embeds=self._embed(ids, item), attention_mask=mask, labels=labels)
+            return out.loss
+        ids, mask, item = self._prompt(users, hist_items, bos=True)
+        L = labels.shape[1]
+        ids = torch.cat([ids, labels], 1)
+        mask = torch.cat([mask, torch.ones_like(labels)], 1)
+        item = torch.cat([item, torch.full_like(labels, -1)], 1)
+        out = self.backbone(inputs_embeds=self._embed(ids, item), attention_mask=mask,
+                            position_ids=(mask.cumsum(1) - 1).clamp(min=0), logits_to_keep=L + 1)
+        logits = out.logits[:, :-1]
+        return nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), labels.reshape(-1))
+
+    @torch.no_grad()
+    def item_logprob(self, users: torch.Tensor, hist: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        """Teacher-forced total log-prob of candidate items [B, M] (no cache; checks the beam scores)."""
+        B, M = items.shape
+        dev = self.item_tokens.device
+        u, h = users.to(dev).repeat_interleave(M), hist.to(dev).repeat_interleave(M, 0)
+        labels = self.item_tokens[items.to(dev).reshape(-1)]
+        if self.config.arch == "encoder_decoder":
+            ids, mask, item = self._prompt(u, h, bos=False)
+            logits = self.backbone(inputs_embeds=self._embed(ids, item), attention_mask=mask, labels=labels).logits
+        else:
+            ids, mask, item = self._prompt(u, h, bos=True)
+            L = labels.shape[1]
+            ids, item = torch.cat([ids, labels], 1), torch.cat([item, torch.full_like(labels, -1)], 1)
+            mask = torch.cat([mask, torch.ones_like(labels)], 1)
+            logits = self.backbone(inputs_embeds=self._embed(ids, item), attention_mask=mask,
+                                   position_ids=(mask.cumsum(1) - 1).clamp(min=0), logits_to_keep=L + 1).logits[:, :-1]
+        lp = torch.log_softmax(logits.float(), -1).gather(2, labels[..., None]).squeeze(-1)
+        return lp.sum(1).view(B, M)
+
+    # ------------------------------------------------------------------ decoding
+
+    def _beam_encoder_decoder(self, users, hist, K):
+        ids, mask, item = self._prompt(users, hist, bos=False)
+        B = ids.shape[0]
+        enc = self.backbone.get_encoder()(inputs_embeds=self._embed(ids, item), attention_mask=mask)
+        enc_h = enc.last_hidden_state
+        kw = self._cache_name
+
+        def step_fn(tokens, st):
+            if tokens is None:  # first step on B rows, then copy the cache to the K beams of each user
+                dec = torch.full((B, 1), BOS, dtype=torch.long, device=ids.device)
+                out = self.backbone(encoder_outputs=(enc_h,), attention_mask=mask, decoder_input_ids=dec,
+                                    use_cache=True)
+                cache = _out_cache(out)
+                cache.batch_repeat_interleave(K)
+                st = {"cache": cache, "enc": enc_h.repeat_interleave(K, 0), "mask": mask.repeat_interleave(K, 0)}
+                return out.logits[:, -1].repeat_interleave(K, 0), st
+            out = self.backbone(encoder_outputs=(st["enc"],), attention_mask=st["mask"],
+                                decoder_input_ids=tokens[:, None], use_cache=True, **{kw: st["cache"]})
+            st["cache"] = _out_cache(out)
+            return out.logits[:, -1], st
+
+        def reorder(st, idx):  # beams never leave their user: the cross-attention cache needs no reorder
+            st["cache"].self_attention_cache.reorder_cache(idx)
+            return st
+
+        return step_fn, reorder, B
+
+    def _beam_decoder_only(self, users, hist, K):
+        ids, mask, item = self._prompt(users, hist, bos=True)
+        B = ids.shape[0]
+        kw = self._cache_name
+
+        def step_fn(tokens, st):
+            if tokens is None:
+                pos = (mask.cumsum(1) - 1).clamp(min=0)
+                out = self.backbone(inputs_embeds=self._embed(ids, item), attention_mask=mask, position_ids=pos,
+                                    use_cache=True, logits_to_keep=1)
+                cache = _out_cache(out)
+                cache.batch_repeat_interleave(K)
+                st = {"cache": cache, "mask": mask.repeat_interleave(K, 0), "pos": pos[:, -1:].repeat_interleave(K, 0)}
+                return out.logits[:, -1].repeat_interleave(K, 0), st
+            st["mask"] = torch.cat([st["mask"], torch.ones_like(st["mask"][:, :1])], 1)
+            st["pos"] = st["pos"] + 1
+            out = self.backbone(input_ids=tokens[:, None], attention_mask=st["mask"], position_ids=st["pos"],
+                                use_cache=True, **{kw: st["cache"]})
+            st["cache"] = _out_cache(out)
+            return out.logits[:, -1], st
+
+        def reorder(st, idx):
+            st["cache"].reorder_cache(idx)
+            return st
+
+        return step_fn, reorder, B
+
+    @torch.no_grad()
+    def beam_search(self, users: torch.Tensor, hist: torch.Tensor, num_beams: int | None = None):
+        """users [B], history items [B, H] (-1 padded) -> (items [B, K], scores [B, K]); one call."""
+        K = int(num_beams or self.config.num_beams)
+        dev = self.item_tokens.device
+        users, hist = users.to(dev), hist.to(dev)
+        make = self._beam_encoder_decoder if self.config.arch == "encoder_decoder" else self._beam_decoder_only
+        step_fn, reorder, B = make(users, hist, K)
+        return constrained_beam_search(step_fn, None, B, self.trie, K, self.config.n_levels, reorder)
+
+    @torch.no_grad()
+    def recommend(self, users: torch.Tensor, histories: list[np.ndarray], k: int) -> torch.LongTensor:
+        """Top-k item indices per user [B, k] (-1 = none), best first; k <= config.num_beams."""
+        K = self.config.num_beams
+        check_k(k, K, "k (recommendation list length)")
+        was_training = self.training
+        self.eval()
+        users = torch.as_tensor(users).long()
+        hist = pack_histories(histories, self.config.max_history)
+        chunks = []
+        step = max(1, self.config.decode_batch_size)
+        for s in range(0, len(users), step):
+            chunks.append(self.beam_search(users[s:s + step], hist[s:s + step], K)[0].cpu())
+        self.train(was_training)
+        items = torch.cat(chunks) if chunks else torch.zeros(0, K, dtype=torch.long)
+        if self.exclude_history and len(items):
+            items = _drop_seen(items, histories)
+        return items[:, :k]
+
+
+def _drop_seen(items: torch.LongTensor, histories: list[np.ndarray]) -> torch.LongTensor:
+    """Move items already in the user's (full) history to the end as -1, keeping the order of the rest."""
+    lens = np.fromiter((len(h) for h in histories), dtype=np.int64, count=len(histories))
+    top = items.numpy()
+    flat = np.concatenate(histories).astype(np.int64) if lens.sum() else np.zeros(0, np.int64)
+    n = int(max(top.max(initial=0), flat.max(initial=0))) + 1
+    seen_keys = np.repeat(np.arange(len(histories)), lens) * n + flat
+    keys = np.arange(len(top))[:, None] * n + np.clip(top, 0, None)
+    drop = (top < 0) | np.isin(keys, seen_keys)
+    order = np.argsort(drop, axis=1, kind="stable")
+    out = np.take_along_axis(top, order, 1)
+    out[np.take_along_axis(drop, order, 1)] = -1
+    return torch.from_numpy(out)
+
+
+def register_auto() -> None:
+    """Let AutoConfig / AutoModel load saved folders (model_type genrec_sid_rec)."""
+    from transformers import AutoConfig, AutoModel
+
+    try:
+        AutoConfig.register(SIDRecConfig.model_type, SIDRecConfig)
+        AutoModel.register(SIDRecConfig, SIDRecModel)
+    except ValueError:
+        pass  # already registered
+
+
+register_auto()
