@@ -1,0 +1,166 @@
+"""LLM-as-RS family entry: `run(ctx) -> FamilyResult`.
+
+Load the causal LM (local folder or resolver short name), add LoRA (and the variant's extras), train
+on (history titles -> next title) pairs through `genrec.train.train_loop` with early stopping on a
+capped validation recall@10, save the adapter with peft's save_pretrained, and return a recommender
+that decodes real titles only (constrained beam search over the title trie).
+"""
+from __future__ import annotations
+
+import logging
+import math
+import time
+
+import numpy as np
+import torch
+
+from genrec.errors import ConfigError
+from genrec.models.llm.model import LLMRec, CFProjector, add_sid_tokens, load_base, resolve_model_path, \
+    token_embedding_scale, wrap_lora
+from genrec.models.llm.prompts import build_codec, training_examples, unique_titles
+from genrec.models.llm.recommender import LLMRecommender
+
+log = logging.getLogger("genrec")
+
+
+def check_config(cfg) -> None:
+    lc = cfg.llm
+    if lc.history_items < 1:
+        raise ConfigError(f"llm.history_items: must be >= 1, got {lc.history_items}")
+    if lc.num_beams < max(cfg.eval.ks):
+        raise ConfigError(f"llm.num_beams={lc.num_beams} < max(eval.ks)={max(cfg.eval.ks)}: beam search returns "
+                          f"at most num_beams items; raise llm.num_beams or set eval.ks (e.g. [5, 10])")
+    if lc.num_beams < 10:
+        raise ConfigError(f"llm.num_beams={lc.num_beams}: validation uses recall@10, needs >= 10 beams")
+    if lc.max_title_tokens < 1:
+        raise ConfigError(f"llm.max_title_tokens: must be >= 1, got {lc.max_title_tokens}")
+
+
+def autocast_dtype(cfg, device: torch.device) -> torch.dtype | None:
+    """Decode under the same autocast as training: CUDA with auto/bf16/fp16, CPU only with bf16 asked for
+    (train_loop's `auto` stays fp32 on CPU; CPUs with avx512_bf16/AMX run bf16 matmuls several times faster)."""
+    mp = cfg.train.mixed_precision
+    if mp == "no":
+        return None
+    if device.type == "cuda":
+        if mp == "fp16":
+            return torch.float16
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else None
+    return torch.bfloat16 if mp == "bf16" else None
+
+
+def sid_token_ids(ctx, tok, base) -> tuple[np.ndarray, list[int], dict]:
+    """SID codes from the shared SID tokenizer, added to the LM vocabulary: (ids [n_items, L], new ids, stats)."""
+    from genrec.encoders import encode_items
+    from genrec.sid.tokenizer import get_tokenizer
+
+    cfg = ctx.cfg
+    emb = encode_items(ctx.data, cfg.encoder, progress=cfg.train.progress)
+    st = get_tokenizer(emb, cfg.sid, cfg.run.seed, encoder_id=cfg.encoder.name, progress=cfg.train.progress)
+    codes = np.asarray(st.codes, dtype=np.int64)
+    sizes = [int(v) for v in st.vocab_sizes]
+    table = add_sid_tokens(tok, base, sizes)
+    ids = np.stack([table[lv][codes[:, lv]] for lv in range(codes.shape[1])], 1)
+    new = sorted({int(x) for row in table for x in row})
+    return ids, new, {"sid_levels": len(sizes), "sid_vocab": sizes, **{k: v for k, v in st.stats.items()
+                                                                        if isinstance(v, (int, float))}}
+
+
+def build(ctx):
+    """(LLMRec, PromptCodec, tokenizer, info) for ctx.cfg (not yet trained)."""
+    cfg, lc = ctx.cfg, ctx.cfg.llm
+    path = resolve_model_path(lc.model)
+    t0 = time.perf_counter()
+    tok, base = load_base(lc, ctx.device, path)
+    info: dict = {"variant": lc.variant, "model_path": str(path), "load_s": round(time.perf_counter() - t0, 1)}
+    titles, n_dup = unique_titles(list(ctx.data.item_titles))
+    info["duplicate_titles_renamed"] = n_dup
+    sid_ids, new_tokens, projector = None, None, None
+    if lc.variant == "sid_tokens":
+        sid_ids, new_tokens, stats = sid_token_ids(ctx, tok, base)
+        info.update(stats)
+    elif lc.variant == "cf_inject":
+        from genrec.models.llm.cf_vectors import item_cf_vectors
+
+        cf, src = item_cf_vectors(ctx.split, ctx.data.n_items, lc.cf_dim, cfg.run.seed,
+                                  cache=ctx.run_dir / f"cf_items_{lc.cf_dim}.npy", epochs=lc.cf_epochs,
+                                  device=str(ctx.device))
+        info["cf_source"] = src
+        d_model = base.get_input_embeddings().weight.shape[1]
+        torch.manual_seed(cfg.run.seed)
+        projector = CFProjector(cf, d_model, lc.cf_hidden, token_embedding_scale(base))
+    torch.manual_seed(cfg.run.seed)
+    rec = LLMRec(wrap_lora(base, lc, new_tokens), projector)
+    codec = build_codec(tok, titles, lc, soft_token=projector is not None, sid_ids=sid_ids)
+    info["prompt_tokens_fixed"] = int(len(codec.prefix) + len(codec.suffix))
+    info["title_tokens_mean"] = round(float(codec.tgt_len[:-1].mean()), 2)
+    return rec.to(ctx.device), codec, tok, info
+
+
+def batch_stream(codec, hist: np.ndarray, tgt: np.ndarray, batch_size: int, steps_per_epoch: int, seed: int,
+                 with_soft: bool, counter: dict):
+    """make_batches(epoch) for train_loop: seeded per epoch (so a resumed run sees the same batches)."""
+    n = len(tgt)
+
+    def make(epoch: int):
+        if steps_per_epoch <= 0:
+            idx = np.random.default_rng([seed, epoch]).permutation(n)
+        else:  # a fixed number of full batches drawn from a stream of seeded permutations
+            pos = np.arange(epoch * steps_per_epoch * batch_size, (epoch + 1) * steps_per_epoch * batch_size)
+            passes = pos // n
+            idx = np.empty(len(pos), dtype=np.int64)
+            for p in np.unique(passes):
+                sel = passes == p
+                idx[sel] = np.random.default_rng([seed, int(p)]).permutation(n)[pos[sel] % n]
+        for s in range(0, len(idx), batch_size):
+            b = idx[s: s + batch_size]
+            out = codec.collate(hist[b], tgt[b], pad_left=False)
+            counter["tokens"] += int(out["attention_mask"].sum())
+            if not with_soft:
+                out.pop("soft_items")
+            yield {k: torch.from_numpy(v) for k, v in out.items()}
+
+    return make
+
+
+def run(ctx):
+    from genrec.eval.evaluate import evaluate
+    from genrec.pipeline import FamilyResult
+    from genrec.train import count_params, peak_memory_mb, train_loop
+
+    cfg, lc = ctx.cfg, ctx.cfg.llm
+    check_config(cfg)
+    rec, codec, tok, info = build(ctx)
+    hist, tgt, users = training_examples(ctx.split.train, lc.history_items, lc.max_train_users,
+                                         lc.targets_per_user)
+    info.update(train_examples=int(len(tgt)), train_users=int(len(np.unique(users))))
+    bs = cfg.train.batch_size
+    spe = lc.steps_per_epoch if lc.steps_per_epoch > 0 else math.ceil(len(tgt) / bs)
+    counter = {"tokens": 0}
+    make_batches = batch_stream(codec, hist, tgt, bs, lc.steps_per_epoch, cfg.run.seed,
+                                lc.variant == "cf_inject", counter)
+    ac = autocast_dtype(cfg, ctx.device)
+    valid = ctx.split.valid.head(lc.max_valid_users)
+    holder: dict = {}
+
+    def validate(model) -> float:
+        if "r" not in holder or holder["r"].rec is not model:
+            holder["r"] = LLMRecommender(model, codec, lc.num_beams, lc.decode_batch_size, ac)
+        m = evaluate(holder["r"], valid, ctx.data.n_items, [10], cfg.eval.exclude_history, cfg.eval.batch_size)
+        return m["recall@10"]
+
+    log.info("llm: %s (%s), %d train examples from %d users, %d batches/epoch", lc.model, lc.variant,
+             len(tgt), info["train_users"], spe)
+    res = train_loop(rec, lambda m, b: m(**b), make_batches, cfg.train, ctx.run_dir / "train",
+                     validate=validate if len(valid) else None, device=ctx.device, steps_per_epoch=spe,
+                     desc=f"llm-{lc.variant}")
+    rec = rec.to(ctx.device).eval()
+    adapter = rec.save_adapter(ctx.run_dir / "adapter", lc, tok if lc.variant == "sid_tokens" else None)
+    recommender = LLMRecommender(rec, codec, lc.num_beams, lc.decode_batch_size, ac, progress=cfg.train.progress)
+    params = count_params(rec)
+    info.update(tokens_per_s=round(counter["tokens"] / res.train_time_s, 1) if res.train_time_s > 0 else None,
+                train_tokens=counter["tokens"], peak_mem_mb=round(peak_memory_mb(ctx.device), 1),
+                steps=res.steps, epochs_run=res.epochs_run, best_valid_recall10=res.best_metric,
+                valid_users=len(valid), adapter=str(adapter),
+                history=[{k: (round(v, 5) if isinstance(v, float) else v) for k, v in h.items()} for h in res.history])
+    return FamilyResult(model=recommender, params=params, extra=info, train_time_s=res.train_time_s)

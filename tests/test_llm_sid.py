@@ -1,0 +1,59 @@
+"""LLM family, sid_tokens variant: SID codes as new vocabulary tokens (only their rows train, plus LoRA)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+SMALL = ["data.source=synthetic", "data.n_users=40", "data.n_items=24", "data.seq_len=8", "run.family=llm",
+         "run.model=lora", "eval.ks=[5,10]", "eval.max_users=16", "llm.max_valid_users=8", "llm.history_items=3",
+         "llm.lora_rank=4", "llm.num_beams=10", "train.batch_size=16", "train.epochs=1", "llm.steps_per_epoch=3",
+         "train.lr=5e-3"]
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny matmuls: one intra-op thread is ~10x faster than two on a shared, busy 2-core machine."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+
+def _run(make_cfg, tiny_folder, *extra):
+    from genrec.pipeline import run_point
+
+    cfg = make_cfg(*SMALL, f"llm.model={tiny_folder}", *extra)
+    return cfg, run_point(cfg)
+
+
+@pytest.fixture(scope="module")
+def tiny_folder(tmp_path_factory):
+    from genrec.config import load_config
+    from genrec.data import load_data
+    from genrec.models.llm.tiny import make_tiny_llm, prompt_words
+
+    data = load_data(load_config([], SMALL).data)
+    return make_tiny_llm(tmp_path_factory.mktemp("tiny"), list(data.item_titles) + prompt_words())
+
+
+def test_sid_tokens_variant(make_cfg, tiny_folder, monkeypatch):
+    import genrec.encoders
+
+    def fake_encode(data, enc_cfg, return_info=False, progress=True):
+        return np.random.default_rng(0).normal(size=(data.n_items, 8)).astype(np.float32)
+
+    monkeypatch.setattr(genrec.encoders, "encode_items", fake_encode)
+    cfg, res = _run(make_cfg, tiny_folder, "llm.variant=sid_tokens", "sid.quantizer=rq_kmeans", "sid.levels=2",
+                    "sid.codebook_size=4")
+    assert res["metrics"]["invalid_rate"] == 0.0
+    ex = res["extra"]
+    assert ex["sid_levels"] == 3  # 2 levels + the disambiguation level
+    # only LoRA and the new token rows train: LoRA (q,o: 32->32, k,v: 32->16; rank 4; 2 layers) + new rows x 32
+    lora = 2 * (2 * 4 * (32 + 32) + 2 * 4 * (32 + 16))
+    assert res["params"]["params_trainable"] == lora + sum(ex["sid_vocab"]) * 32
+    from genrec.models.llm.model import LLMRec
+
+    rec, tok = LLMRec.load_adapter(ex["adapter"])
+    assert any(t.startswith("<sid_0_") for t in tok.get_vocab())
+    assert rec.vocab_size == len(tok)
