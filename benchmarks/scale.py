@@ -49,7 +49,8 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--shard", default="0/1", help="run the i-th of n slices of the point list (0-based i/n)")
     ap.add_argument("--dry-run", action="store_true", help="print the plan and stop")
     ap.add_argument("--force", action="store_true", help="rerun points that already have an ok row")
-    ap.add_argument("--out", default="", help="CSV to append to (default: benchmarks/results/<sweep name>.csv)")
+    ap.add_argument("--out", default="", help="CSV to append to (default: benchmarks/results/<sweep name>.csv; "
+                    "runs/quickstart.csv for the no-argument quickstart)")
     ap.add_argument("--metric", default="recall@10", help="metric for the closing table and plot")
     ap.add_argument("--no-plot", action="store_true")
     ap.add_argument("-v", "--verbose", action="store_true")
@@ -226,7 +227,12 @@ def _main(args) -> int:
     t_start = time.perf_counter()
     sweep_path = Path(args.sweep) if args.sweep else DEFAULT_SWEEP
     sw = load_sweep(sweep_path, args.overrides)
-    out = Path(args.out) if args.out else REPO / "benchmarks" / "results" / f"{sw.name}.csv"
+    if args.out:
+        out = Path(args.out)
+    elif not args.sweep:  # the quickstart writes to runs/ so a fresh clone really runs it (the committed
+        out = REPO / "runs" / "quickstart.csv"  # copy in benchmarks/results/ would make it skip every point)
+    else:
+        out = REPO / "benchmarks" / "results" / f"{sw.name}.csv"
     i, n = parse_shard(args.shard)
     chosen = shard(select(sw.points, args.only), i, n)
     done = set() if args.force else done_run_ids(out)
