@@ -60,7 +60,8 @@ def make_accelerator(cfg_train, device: torch.device):
 def count_params(model: torch.nn.Module) -> dict:
     total = sum(p.numel() for p in model.parameters())
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    emb = sum(m.weight.numel() for m in model.modules() if isinstance(m, torch.nn.Embedding))
+    # tied tables (T5's shared/encoder/decoder embeddings) count once
+    emb = sum({id(m.weight): m.weight.numel() for m in model.modules() if isinstance(m, torch.nn.Embedding)}.values())
     return {"params_total": int(total), "params_non_embedding": int(total - emb),
             "params_trainable": int(trainable)}
 
