@@ -27,6 +27,7 @@ import zipfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from genrec.data.fetch import sha256_of
 from genrec.errors import ConfigError, DataError
 from genrec.paths import cache_dir
 
@@ -106,11 +107,7 @@ _HUB_IGNORE = ["*.onnx", "onnx/*", "openvino/*", "*.h5", "*.msgpack", "*.ot", "t
 
 
 def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 22), b""):
-            h.update(chunk)
-    return h.hexdigest()
+    return sha256_of(path)
 
 
 def _slug(model_id: str) -> str:
