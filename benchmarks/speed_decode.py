@@ -240,8 +240,7 @@ def llm_section(bench: Bench) -> None:
                             for it in (o[0], r[0]))
             note += f"; share of the exhaustive top-{K} found (first {n_ex} users): ours {rec_o:.3f}, HF {rec_r:.3f}"
         bench.add("decode", f"llm-lora beam{K} top-K agreement", a["identical"], None, "frac identical",
-                  note + " (titles end at different steps: HF keeps K running beams + K finished, genrec keeps "
-                  "finished items inside its K beams)")
+                  note + " (both keep K running beams plus a pool of K finished titles)")
 
 
 def run(bench: Bench) -> None:

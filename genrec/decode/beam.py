@@ -1,8 +1,12 @@
 """Beam search constrained to the sequences of a PrefixTrie, batched over users, with tensor ops only.
 
-Every beam holds a trie node. Per step the model's log-softmax (over the full vocabulary) is masked
-to the children of each beam's node; a beam whose node ends an item is finished and competes with
-one extra candidate column that keeps its score unchanged. The only Python loop is over steps.
+Every running beam holds a trie node. Per step the model's log-softmax (over the full vocabulary) is
+masked to the children of each beam's node and the best 2K extensions per user are taken (K = beams).
+As in HuggingFace's beam search, an extension that ends an item goes to a pool of K finished items when
+it ranks among the first K, and the best K extensions that do not end an item keep running; the trie is
+prefix-free, so a finished item has nothing left to extend. A user is done when its pool is full and its
+worst finished score beats its best running beam (log-probs only fall, so nothing left can enter the
+pool), or when no beam runs. The only Python loop is over steps.
 """
 from __future__ import annotations
 
@@ -35,7 +39,7 @@ def constrained_beam_search(step_fn: Callable[[torch.LongTensor | None, Any], tu
     reorder_fn(state, beam_index [B*num_beams]) -> state, called before each later step with the flat
     index of the beam each new beam continues (KV-cache reorder; beams never cross users).
     Returns (items [B, num_beams], scores [B, num_beams]) sorted by total log-prob, -1 / -inf where
-    fewer than num_beams items could be reached. Tokens fed for finished or dead beams are 0.
+    fewer than num_beams items could be reached. Tokens fed for dead beams are 0.
     """
     if num_beams < 1:
         raise ValueError(f"num_beams={num_beams}: must be >= 1")
@@ -44,39 +48,45 @@ def constrained_beam_search(step_fn: Callable[[torch.LongTensor | None, Any], tu
     B, K, V = int(batch_size), int(num_beams), trie.vocab_size
     dev = trie.device
     nodes = torch.zeros(B * K, dtype=torch.long, device=dev)
-    scores = torch.full((B, K), NEG_INF, device=dev)
-    scores[:, 0] = 0.0  # one live beam per user at the start, so the beams stay distinct
-    nodes.view(B, K)[:, 1:] = -1
-    user_base = torch.arange(B, device=dev).repeat_interleave(K) * K
+    nodes.view(B, K)[:, 1:] = -1  # one live beam per user at the start, so the beams stay distinct
+    running = torch.full((B, K), NEG_INF, device=dev)
+    running[:, 0] = 0.0
+    fin_items = torch.full((B, K), -1, dtype=torch.long, device=dev)
+    fin_scores = torch.full((B, K), NEG_INF, device=dev)
+    user_base = torch.arange(B, device=dev)[:, None] * K
+    first_k = torch.arange(2 * K, device=dev) < K
+    n_cand = min(2 * K, K * V)
     tokens = None
     for _ in range(max_steps):
         logits, state = step_fn(tokens, state)
         if logits.shape != (B * K, V):
             raise ValueError(f"step_fn returned logits of shape {tuple(logits.shape)}, expected {(B * K, V)}")
         cand = torch.log_softmax(logits.float().to(dev), dim=-1)
-        cand.add_(scores.view(-1, 1)).masked_fill_(~trie.allowed(nodes), NEG_INF)
-        top, idx = torch.topk(cand.view(B, K * V), K, dim=1)  # best K extensions per user
-        done = (trie.item_at(nodes) >= 0).view(B, K)
-        keep = torch.where(done, scores, torch.full_like(scores, NEG_INF))  # finished beams keep their score
-        top, pick = torch.topk(torch.cat([top, keep], 1), K, dim=1)
-        beam_ids = torch.arange(K, device=dev).expand(B, K)
-        idx = torch.gather(torch.cat([idx, K * V + beam_ids], 1), 1, pick)
-        stay = (idx >= K * V).view(-1)
-        src = torch.where(idx >= K * V, idx - K * V, idx // V).view(-1) + user_base  # flat parent beam
-        tok = torch.where(stay, torch.full_like(stay, V, dtype=torch.long), (idx % V).view(-1))
-        parent = nodes[src]
-        nodes = torch.where(stay, parent, trie.advance(parent, tok))
-        dead = torch.isinf(top.view(-1))
-        nodes = torch.where(dead, torch.full_like(nodes, -1), nodes)
-        scores = top
-        if bool(((trie.item_at(nodes) >= 0) | dead).all()):
+        cand.add_(running.view(-1, 1)).masked_fill_(~trie.allowed(nodes), NEG_INF)
+        top, idx = torch.topk(cand.view(B, K * V), n_cand, dim=1)  # best 2K extensions per user
+        src = idx // V + user_base  # flat parent beam
+        tok = idx % V
+        child = trie.advance(nodes[src.view(-1)], tok.view(-1)).view(B, n_cand)
+        item = trie.item_at(child.view(-1)).view(B, n_cand)
+        ends = (item >= 0) & torch.isfinite(top)
+        to_pool = ends & first_k[:n_cand]
+        pool_s = torch.cat([fin_scores, torch.where(to_pool, top, torch.full_like(top, NEG_INF))], 1)
+        pool_i = torch.cat([fin_items, torch.where(to_pool, item, torch.full_like(item, -1))], 1)
+        fin_scores, keep = torch.topk(pool_s, K, dim=1)
+        fin_items = torch.gather(pool_i, 1, keep)
+        running, pick = torch.topk(torch.where(ends, torch.full_like(top, NEG_INF), top), min(K, n_cand), dim=1)
+        if running.shape[1] < K:  # a vocabulary smaller than 2 tokens: pad the beams
+            pad = K - running.shape[1]
+            running = torch.cat([running, running.new_full((B, pad), NEG_INF)], 1)
+            pick = torch.cat([pick, pick[:, :1].expand(B, pad)], 1)
+        dead = torch.isinf(running).view(-1)
+        nodes = torch.where(dead, torch.full_like(dead, -1, dtype=torch.long), torch.gather(child, 1, pick).view(-1))
+        done = torch.isinf(running[:, 0]) | (fin_scores[:, -1] >= running[:, 0])
+        if bool(done.all()):
             break
+        beam_src = torch.gather(src, 1, pick).view(-1)
         if reorder_fn is not None:
-            state = reorder_fn(state, src)
-        tokens = torch.where(stay | dead, torch.zeros_like(tok), tok)
-    items = trie.item_at(nodes).view(B, K)
-    scores = torch.where(items >= 0, scores, torch.full_like(scores, NEG_INF))
-    order = torch.sort(scores, dim=1, descending=True, stable=True).indices
-    items = torch.gather(items, 1, order)
-    scores = torch.gather(scores, 1, order)
-    return items, scores
+            state = reorder_fn(state, beam_src)
+        tokens = torch.where(dead, torch.zeros_like(beam_src), torch.gather(tok, 1, pick).view(-1))
+    fin_items = torch.where(torch.isfinite(fin_scores), fin_items, torch.full_like(fin_items, -1))
+    return fin_items, fin_scores
