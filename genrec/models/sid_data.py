@@ -40,7 +40,7 @@ def user_token(users: torch.Tensor, n_user_tokens: int) -> torch.Tensor:
 
 
 def pack_histories(histories: list[np.ndarray], max_len: int) -> torch.LongTensor:
-    """Last `max_len` items of each history, left-padded with -1: [B, max_len] (no per-row loop)."""
+    """Last `max_len` items of each history, left-padded with -1: [B, <= max_len] (no per-row loop)."""
     lens = np.fromiter((len(h) for h in histories), dtype=np.int64, count=len(histories))
     flat = np.concatenate(histories).astype(np.int64) if lens.sum() else np.zeros(0, np.int64)
     ends = np.cumsum(lens)
@@ -48,7 +48,9 @@ def pack_histories(histories: list[np.ndarray], max_len: int) -> torch.LongTenso
 
 
 def _gather_window(flat: np.ndarray, starts: np.ndarray, ends: np.ndarray, width: int) -> np.ndarray:
-    """Rows flat[max(start, end-width):end], left-padded with -1 to `width`."""
+    """Rows flat[max(start, end-width):end], left-padded with -1; columns that are padding in every row
+    are dropped here on the host, so the model never trims (a device->host sync) inside a step."""
+    width = int(min(width, (ends - starts).max(initial=0)))
     idx = ends[:, None] - width + np.arange(width)[None, :]
     ok = idx >= starts[:, None]
     out = np.full(idx.shape, -1, dtype=np.int64)
@@ -74,7 +76,7 @@ class PrefixExamples:
         return len(self.target_pos)
 
     def build(self, ex: np.ndarray) -> tuple[torch.LongTensor, torch.LongTensor, torch.LongTensor]:
-        """Example ids -> (users [B], history items [B, H] left-padded with -1, target items [B])."""
+        """Example ids -> (users [B], history items [B, H <= max_history] left-padded with -1, targets [B])."""
         hist = _gather_window(self.flat, self.start[ex], self.target_pos[ex], self.max_history)
         return (torch.from_numpy(self.user[ex]), torch.from_numpy(hist),
                 torch.from_numpy(self.flat[self.target_pos[ex]]))

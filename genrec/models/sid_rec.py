@@ -129,7 +129,8 @@ class SIDRecModel(PreTrainedModel):
     # ------------------------------------------------------------------ inputs
 
     def _prompt(self, users: torch.Tensor, hist: torch.Tensor, bos: bool):
-        """History items [B, H] (-1 pad) -> token ids, attention mask, item index per token ([B, T])."""
+        """History items [B, H] (-1 pad, left) -> token ids, attention mask, item index per token ([B, T]).
+        Padding only costs compute (positions come from the mask), so callers pass host-trimmed rows."""
         B, L = hist.shape[0], self.config.n_levels
         ok = hist >= 0
         tok = self.item_tokens[hist.clamp(min=0)]  # [B, H, L]
@@ -143,9 +144,8 @@ class SIDRecModel(PreTrainedModel):
             parts_t.append(torch.full((B, 1), BOS, dtype=torch.long, device=tok.device))
             parts_i.append(torch.full((B, 1), -1, dtype=torch.long, device=tok.device))
         ids, item = torch.cat(parts_t, 1), torch.cat(parts_i, 1)
-        mask = ids != PAD
-        keep = mask.any(0).long().cumsum(0) > 0  # drop leading columns that are padding in every row
-        return ids[:, keep], mask[:, keep].long(), item[:, keep]
+        # no trimming of all-padding columns here: that needs a host sync; the data side trims (sid_data)
+        return ids, (ids != PAD).long(), item
 
     def _embed(self, ids: torch.Tensor, item: torch.Tensor) -> torch.Tensor:
         emb = self.backbone.get_input_embeddings()(ids)
