@@ -210,3 +210,18 @@ def test_sid_configs_load_and_tokenizers_folder_has_no_python():
     km = load_config([str(ROOT / "configs/sid/rq-kmeans-3x256.yaml")]).sid
     assert (vae.quantizer, vae.levels, vae.codebook_size) == ("rqvae", 3, 256)
     assert (km.quantizer, km.levels, km.codebook_size) == ("rq_kmeans", 3, 256)
+
+
+def test_rqvae_device_key_and_cuda_when_present():
+    from genrec.sid.tokenizer import tokenizer_hash
+
+    x = _emb()
+    # the default (cpu) keeps the cache hashes of tokenizers trained before the key existed; another device
+    # trains (slightly) different weights, so it gets its own cache entry
+    assert tokenizer_hash(x, _cfg(), 0) == tokenizer_hash(x, _cfg(device="cpu"), 0)
+    assert tokenizer_hash(x, _cfg(), 0) != tokenizer_hash(x, _cfg(device="cuda"), 0)
+    a = train_tokenizer(x, _cfg(), seed=3, progress=False)
+    b = train_tokenizer(x, _cfg(device="auto"), seed=3, progress=False)  # cpu here; cuda where present
+    assert b.quantizer.codebooks.device.type == "cpu"  # handed back on the CPU either way
+    if not torch.cuda.is_available():
+        assert np.array_equal(a.codes, b.codes)

@@ -21,6 +21,7 @@ class SIDConfig:
     dead_code_restart: bool = True  # rqvae: re-seed codes unused in an epoch from current residuals
     disambiguate: bool = True  # append a level that makes item <-> SID a bijection
     tokenizer_path: str = ""  # load a trained tokenizer folder instead of training one
+    device: str = "cpu"  # rqvae training: cpu (bit-reproducible anywhere) | auto | cuda[:i]
 
 
 @dataclass

@@ -223,7 +223,7 @@ AutoModel.register(RQVAEConfig, RQVAEModel, exist_ok=True)
 
 def fit_rqvae(model: RQVAEModel, embeddings: np.ndarray, epochs: int, batch_size: int, lr: float, seed: int,
               kmeans_init: bool = True, kmeans_iters: int = 25, dead_code_restart: bool = True,
-              standardize: bool = True, progress: bool = True) -> dict:
+              standardize: bool = True, progress: bool = True, device: torch.device | str | None = None) -> dict:
     """Train `model` in place on item embeddings [n, input_dim]; returns a history dict.
 
     standardize: set the model's input_mean / input_scale so it sees centred inputs of unit mean square
@@ -232,6 +232,10 @@ def fit_rqvae(model: RQVAEModel, embeddings: np.ndarray, epochs: int, batch_size
     shuffled by a generator seeded with `seed`. K-means initialisation runs once on all items before the
     first step; after every epoch but the last, codes that no item picked during the epoch are re-seeded
     from residuals of their level seen during the epoch.
+
+    device: where the minibatch steps run (default cpu). The k-means initialisation and the shuffling
+    generator stay on the CPU, losses are summed on the device (one host sync per epoch), and the model
+    is back on the CPU on return.
     """
     x = torch.as_tensor(np.asarray(embeddings, dtype=np.float32))
     n = x.shape[0]
@@ -246,19 +250,22 @@ def fit_rqvae(model: RQVAEModel, embeddings: np.ndarray, epochs: int, batch_size
     bs = n if batch_size <= 0 or batch_size >= n else batch_size
     if kmeans_init:
         model.kmeans_init(x, kmeans_iters, gen)
+    dev = torch.device(device or "cpu")
+    model.to(dev)
+    x = x.to(dev)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     L, K = model.config.levels, model.config.codebook_size
-    offsets = torch.arange(L) * K
+    offsets = torch.arange(L, device=dev) * K
     hist: dict[str, list] = {"loss": [], "recon_loss": [], "restarted": []}
     model.train()
     bar = trange(epochs, desc="rqvae", disable=not progress, leave=False)
     for ep in bar:
         perm = torch.randperm(n, generator=gen)
-        usage = torch.zeros(L * K, dtype=torch.long)
+        usage = torch.zeros(L * K, dtype=torch.long, device=dev)
         seen = []
-        tot = rec = 0.0
+        sums = torch.zeros(2, dtype=torch.float64, device=dev)
         for i in range(0, n, bs):
-            idx = perm[i:i + bs]
+            idx = perm[i:i + bs].to(dev)
             out = model(x[idx])
             opt.zero_grad(set_to_none=True)
             out.loss.backward()
@@ -266,8 +273,8 @@ def fit_rqvae(model: RQVAEModel, embeddings: np.ndarray, epochs: int, batch_size
             usage += torch.bincount((out.codes + offsets).flatten(), minlength=L * K)
             if dead_code_restart:
                 seen.append(out.residuals)
-            tot += out.loss.item() * len(idx)
-            rec += out.recon_loss.item() * len(idx)
+            sums += torch.stack([out.loss.detach(), out.recon_loss.detach()]).double() * len(idx)
+        tot, rec = sums.tolist()
         hist["loss"].append(tot / n)
         hist["recon_loss"].append(rec / n)
         if dead_code_restart and ep < epochs - 1:
@@ -278,6 +285,7 @@ def fit_rqvae(model: RQVAEModel, embeddings: np.ndarray, epochs: int, batch_size
             hist["restarted"].append(restarted)
         bar.set_postfix(loss=f"{tot / n:.4g}", recon=f"{rec / n:.4g}")
     model.eval()
+    model.to("cpu")
     return hist
 
 

@@ -236,6 +236,7 @@ def train_tokenizer(embeddings: np.ndarray, sid_cfg: SIDConfig, seed: int, encod
     if sid_cfg.quantizer == "rqvae":
         from genrec.sid.configuration_rqvae import RQVAEConfig
         from genrec.sid.modeling_rqvae import RQVAEModel, fit_rqvae
+        from genrec.train import resolve_device
 
         qcfg = RQVAEConfig(input_dim=x.shape[1], hidden_dims=sid_cfg.hidden_dims, latent_dim=sid_cfg.latent_dim,
                            levels=sid_cfg.levels, codebook_size=sid_cfg.codebook_size,
@@ -245,7 +246,8 @@ def train_tokenizer(embeddings: np.ndarray, sid_cfg: SIDConfig, seed: int, encod
             quantizer = RQVAEModel(qcfg)
             hist = fit_rqvae(quantizer, x, sid_cfg.epochs, sid_cfg.batch_size, sid_cfg.lr, seed,
                              kmeans_init=sid_cfg.kmeans_init, kmeans_iters=sid_cfg.kmeans_iters,
-                             dead_code_restart=sid_cfg.dead_code_restart, progress=progress)
+                             dead_code_restart=sid_cfg.dead_code_restart, progress=progress,
+                             device=resolve_device(sid_cfg.device))
         raw = quantizer.encode_codes(x)
         recon = quantizer.decode_codes(raw)
         every = max(1, len(hist["recon_loss"]) // 10)
@@ -275,7 +277,8 @@ def train_tokenizer(embeddings: np.ndarray, sid_cfg: SIDConfig, seed: int, encod
 def tokenizer_hash(embeddings: np.ndarray, sid_cfg: SIDConfig, seed: int, allow_collisions: bool = False) -> str:
     """Hash of the SIDConfig (minus tokenizer_path), seed and the embeddings' exact bytes and shape."""
     x = _check_embeddings(embeddings)
-    cfg = {k: v for k, v in dataclasses.asdict(sid_cfg).items() if k != "tokenizer_path"}
+    cfg = {k: v for k, v in dataclasses.asdict(sid_cfg).items()
+           if k != "tokenizer_path" and not (k == "device" and v == "cpu")}  # cpu: the hashes from before the key
     h = hashlib.sha256(json.dumps({"sid": cfg, "seed": int(seed), "version": VERSION,
                                    "allow_collisions": bool(allow_collisions)}, sort_keys=True).encode())
     h.update(str(x.shape).encode())
