@@ -205,7 +205,7 @@ def sasrec_section(bench: Bench) -> None:
     how = ("a whole epoch" if cap == spe else
            f"{cap} of {spe} steps timed after {warm} warm-up steps, mean step time x {spe} steps (extrapolated)")
     what = (f"{d.what}: {len(d.split.train)} user sequences (last {cfg.data.max_history}+1 items), batch {bs}, "
-            f"{cfg.cf.loss} ({cfg.cf.num_negatives} negatives), dim {cfg.cf.dim}, {cfg.cf.layers} blocks, "
+            f"{cfg.cf.loss}{'' if cfg.cf.loss == 'softmax' else f' ({cfg.cf.num_negatives} negatives)'}, dim {cfg.cf.dim}, {cfg.cf.layers} blocks, "
             f"mixed_precision={tc.mixed_precision}")
     bench.add("sasrec", "sasrec epoch", t_epoch, RECBOLE_EPOCH_S, "s/epoch",
               f"{what}; {how}. Reference: RecBole's published 17.78 s/epoch on a TITAN RTX (not run here; its "
