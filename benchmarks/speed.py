@@ -70,6 +70,9 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--repeats", type=int, default=0, help="timed repeats (default 3 on CPU, 5 on CUDA, 1 quick)")
     ap.add_argument("--llm", default="tiny", help="decode's causal LM: tiny (random, built in code) or a local "
                                                   "folder / resolver short name available offline")
+    ap.add_argument("--profile", action="store_true",
+                    help="train section: also profile a few steps of ours and of the reference (torch.profiler) "
+                         "and write the op tables to profile_train_<device>.txt next to the CSV")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("-v", "--verbose", action="store_true")
     return ap
@@ -113,9 +116,10 @@ def main(argv: list[str] | None = None) -> list[Row]:
     else:
         device = torch.device(args.device)
     repeats = args.repeats or (1 if args.quick else (5 if device.type == "cuda" else 3))
+    out_dir = (Path(args.out).parent if args.out else HERE / "results")
     with tempfile.TemporaryDirectory(prefix="genrec-speed-") as tmp:
         bench = Bench(device, quick=args.quick, repeats=repeats, warmup=1, seed=args.seed, llm=args.llm,
-                      workdir=Path(tmp))
+                      workdir=Path(tmp), profile_dir=out_dir if args.profile else None)
         mode = "quick (tiny sizes, timings meaningless)" if args.quick else (
             "full GPU sizes" if bench.cuda else "no GPU: small CPU sizes (see each note), not GPU figures")
         print(f"genrec speed benchmark on {bench.device_name}; {mode}; torch {torch.__version__}, "

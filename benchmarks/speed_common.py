@@ -62,6 +62,8 @@ class Bench:
     llm: str = "tiny"  # "tiny" (random Llama built in code) or a local folder / resolver short name
     workdir: Path = Path("/tmp/genrec-speed")
     rows: list[Row] = field(default_factory=list)
+    profile_dir: Path | None = None  # --profile: torch.profiler op tables of the training steps go here
+    profiles: list[str] = field(default_factory=list)
 
     @property
     def cuda(self) -> bool:

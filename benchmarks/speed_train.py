@@ -117,12 +117,12 @@ def sid_train_case(bench: Bench, label: str, size: dict, bs: int, H: int, steps:
 
     state: dict = {}
 
-    def ref_epoch():
+    def ref_epoch(todo=None):
         if "opt" not in state:
             state["opt"] = torch.optim.AdamW(ref.parameters(), lr=1e-3, weight_decay=0.0)
         opt = state["opt"]
         ref.train()
-        for ids, mask, labels in ref_batches:
+        for ids, mask, labels in (ref_batches if todo is None else todo):
             loss = ref(input_ids=ids, attention_mask=mask, labels=labels).loss
             loss.backward()
             torch.nn.utils.clip_grad_norm_(ref.parameters(), 1.0)
@@ -148,7 +148,56 @@ def sid_train_case(bench: Bench, label: str, size: dict, bs: int, H: int, steps:
                   100 * seq_r * flops / 1e12 / peak, "MFU %", f"vs dense bf16 peak {peak:.0f} TFLOP/s for both")
     bench.add(sec, f"sid-t5 {label} train peak memory", mem_o, mem_r, "MB",
               "CUDA peak allocated above weights + batches" if bench.cuda else "not measured on the CPU")
+    if bench.profile_dir is not None:
+        n = min(steps, 3)
+        with tempfile.TemporaryDirectory() as tmp:
+            ours = profile_steps(bench, lambda: train_loop(model, lambda m, b: m(*b), lambda ep: iter(batches[:n]),
+                                                           train_cfg(1, bs), tmp, device=bench.device))
+        refs = profile_steps(bench, lambda: ref_epoch(ref_batches[:n]))
+        write_profile(bench, label, n, bs, {"ours (genrec train_loop)": ours, "reference (HF T5 fp32 loop)": refs})
     del model, ref, res
+
+
+# op categories of a profile (by op name; self time, so nothing is counted twice)
+OP_GROUPS = [("matmul", ("mm", "addmm", "bmm", "baddbmm", "gemm", "matmul", "linear", "cublas", "sm90_", "ampere_",
+                         "cutlass")),
+             ("attention", ("attention", "softmax", "flash", "sdpa", "efficient")),
+             ("optimizer", ("adam", "_foreach", "clip", "norm_")),
+             ("copy / cast", ("copy", "to_copy", "_to", "cast", "contiguous", "clone"))]
+
+
+def profile_steps(bench: Bench, fn):
+    """torch.profiler key averages of fn() (CPU, + CUDA activity on a GPU)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if bench.cuda else [])
+    with profile(activities=acts) as prof:
+        fn()
+        bench.sync()
+    return prof.key_averages()
+
+
+def _group_shares(avgs, attr: str) -> dict[str, float]:
+    tot: dict[str, float] = {}
+    for ev in avgs:
+        t = float(getattr(ev, attr, 0.0) or 0.0)
+        name = ev.key.lower()
+        g = next((g for g, keys in OP_GROUPS if any(k in name for k in keys)), "other")
+        tot[g] = tot.get(g, 0.0) + t
+    s = sum(tot.values()) or 1.0
+    return {g: v / s for g, v in sorted(tot.items(), key=lambda kv: -kv[1])}
+
+
+def write_profile(bench: Bench, label: str, n: int, bs: int, profs: dict) -> None:
+    attr = "self_device_time_total" if bench.cuda else "self_cpu_time_total"
+    path = bench.profile_dir / f"profile_train_{bench.device_slug}.txt"
+    lines = [f"== sid-t5 {label}: {n} training steps of batch {bs} on {bench.device_name}, by {attr} =="]
+    for name, avgs in profs.items():
+        shares = ", ".join(f"{g} {100 * v:.0f}%" for g, v in _group_shares(avgs, attr).items())
+        lines += [f"-- {name}: {shares}", avgs.table(sort_by=attr, row_limit=15), ""]
+    bench.profiles.append("\n".join(lines))  # every case of this run, in one file
+    path.write_text("\n".join(bench.profiles))
+    print(f"profile written to {path}", flush=True)
 
 
 def sid_train_section(bench: Bench) -> None:

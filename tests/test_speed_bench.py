@@ -43,8 +43,11 @@ def _bench(tmp_path):
 def test_quick_run_has_every_section(tmp_path):
     speed = _load("speed")
     out = tmp_path / "speed.csv"
-    rows = speed.main(["--quick", "--device", "cpu", "--out", str(out)])
+    rows = speed.main(["--quick", "--device", "cpu", "--out", str(out), "--profile"])
     assert {r.section for r in rows} == set(speed.SECTIONS)
+    prof = (tmp_path / "profile_train_cpu.txt").read_text()  # both training cases, ours and the reference
+    assert prof.count("-- ours (genrec train_loop)") == 2 and prof.count("-- reference (HF T5") == 2
+    assert "matmul" in prof
     assert not [r for r in rows if "FAILED" in r.note], [r.note for r in rows if "FAILED" in r.note]
     with open(out) as f:
         table = list(csv.DictReader(f))
@@ -84,6 +87,20 @@ def test_llm_beam_search_equals_hf_generate_same_length_titles(tmp_path):
     (oi, os_), (ri, rs), _ = dec.compare_llm(rec, codec, tok, histories, 6)
     assert torch.equal(oi, ri)
     assert torch.allclose(os_, rs, atol=1e-4)
+
+
+def test_llm_beam_search_equals_hf_generate_mixed_length_titles(tmp_path):
+    """Titles that finish at different steps: both searches keep K running beams plus K finished titles."""
+    dec = _load("speed_decode")
+    words = ["red", "green lamp", "blue kettle of tea", "amber tent", "novel", "old camera case", "a b c d e"]
+    titles = [f"{w} {i}" for i in range(4) for w in words]
+    rec, codec, tok, _ = dec.llm_setup(_bench(tmp_path), titles, len(titles), lora_rank=4, history_items=3)
+    assert len(set(codec.tgt_len[:-1].tolist())) > 2
+    histories = [np.array([0, 5, 7]), np.array([3]), np.array([12, 19]), np.array([1, 2, 3])]
+    for K in (3, 8):
+        (oi, os_), (ri, rs), _ = dec.compare_llm(rec, codec, tok, histories, K)
+        assert torch.equal(oi, ri)
+        assert torch.allclose(os_, rs, atol=1e-4)
 
 
 def test_helpers(tmp_path):
