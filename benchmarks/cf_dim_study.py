@@ -137,9 +137,14 @@ def plot_and_label(csv_path: str | Path, out_dir: str | Path | None = None) -> d
                         label=f"{model} / {variant}", ls="-" if model == "mf_bpr" else "--",
                         color=COLORS.get(variant, "k"))
             if metric == "ndcg@10" and len(dims) >= 3:
+                n_seeds = np.array([len(by_dim[d]) for d in dims])
+                sem = np.where(n_seeds > 1, np.array([np.std(by_dim[d], ddof=1) if len(by_dim[d]) > 1 else 0.0
+                                                      for d in dims]) / np.sqrt(n_seeds), 0.0)
                 labels[f"{model}/{variant}"] = {
-                    "label": classify_curve(dims, mean), "dims": dims.tolist(),
+                    "label": classify_curve(dims, mean, sem=sem),
+                    "label_without_noise_test": classify_curve(dims, mean), "dims": dims.tolist(),
                     "mean": [round(float(x), 5) for x in mean], "std": [round(float(x), 5) for x in std],
+                    "sem": [round(float(x), 5) for x in sem],
                     "seeds": [len(by_dim[d]) for d in dims]}
         if metric == "item_erank":
             lim = np.array(sorted({d for v in agg.values() for d in v}))

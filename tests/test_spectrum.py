@@ -74,5 +74,10 @@ def test_classify_double_peak():
     assert classify_curve(DIMS[::-1], curve[::-1]) == "double-peak"  # order of points does not matter
     tiny_wiggle = 0.02 + 0.01 * x + 0.0002 * (x % 2)  # wiggles below tol are not peaks
     assert classify_curve(DIMS, tiny_wiggle) == "logarithmic"
+    # the same dip, but within seed noise: not a double peak once the standard errors are given
+    assert classify_curve(DIMS, curve, sem=np.full(len(DIMS), 0.001)) == "double-peak"
+    assert classify_curve(DIMS, curve, sem=np.full(len(DIMS), 0.02)) != "double-peak"
     with pytest.raises(ValueError):
         classify_curve([1, 2], [0.1, 0.2])
+    with pytest.raises(ValueError):
+        classify_curve(DIMS, curve, sem=[0.1])

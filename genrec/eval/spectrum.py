@@ -78,14 +78,17 @@ def spectrum_report(user_emb, item_emb, item_counts, top_k=(1, 5, 10)) -> dict:
     return out
 
 
-def classify_curve(dims, values, tol: float = 0.03) -> str:
+def classify_curve(dims, values, tol: float = 0.03, sem=None, z: float = 2.0) -> str:
     """Label a metric-vs-dimension curve "double-peak", "logarithmic" or "saturating".
 
-    Rule (values are the mean over seeds; `tol` is relative to the curve's maximum):
+    Rule (values are the mean over seeds; `tol` is relative to the curve's maximum; `sem`, optional,
+    the standard error of each mean, std / sqrt(seeds)):
       * double-peak: after sorting by dim there are two local maxima i < j (interior points count
         if no neighbour is higher; the last point counts if it is above its left neighbour) such that
-        the lowest value strictly between them is below BOTH peaks by more than tol * max. That is a
-        rise, a real dip, and a second rise.
+        the lowest value strictly between them is below BOTH peaks by more than tol * max and, when
+        `sem` is given, by more than z standard errors of the difference (z * sqrt(sem_peak^2 +
+        sem_valley^2)), so a dip within seed noise is not a peak. That is a rise, a real dip, and a
+        second rise.
       * logarithmic: otherwise, if the curve still grows in its upper half of dims: the gain from the
         middle point to the last point is at least 25% of the total gain (max - first) and the last
         point is within tol * max of the maximum. A curve linear in log(dim) gains ~50% there.
@@ -98,6 +101,10 @@ def classify_curve(dims, values, tol: float = 0.03) -> str:
         raise ValueError("classify_curve: need >= 3 (dim, value) points of equal length")
     order = np.argsort(d)
     v = v[order]
+    se = np.zeros_like(v) if sem is None else np.asarray(sem, dtype=np.float64).reshape(-1)
+    if len(se) != len(v):
+        raise ValueError("classify_curve: sem must have one entry per point")
+    se = se[order]
     vmax = float(v.max())
     margin = tol * abs(vmax) if vmax != 0 else tol
     n = len(v)
@@ -111,8 +118,9 @@ def classify_curve(dims, values, tol: float = 0.03) -> str:
             i, j = peaks[a], peaks[b]
             if j - i < 2:
                 continue
-            valley = v[i + 1:j].min()
-            if v[i] - valley > margin and v[j] - valley > margin:
+            k = i + 1 + int(np.argmin(v[i + 1:j]))
+            valley = v[k]
+            if all(v[p] - valley > max(margin, z * float(np.hypot(se[p], se[k]))) for p in (i, j)):
                 return "double-peak"
     total = vmax - v[0]
     if total <= margin:
