@@ -237,17 +237,22 @@ def parse_override(text: str) -> dict:
     return out
 
 
-def read_yaml(path: str | Path) -> dict:
+def read_yaml_mapping(path: str | Path, what: str = "config") -> dict:
+    """A YAML file whose top level is a mapping, or a one-line ConfigError naming the file."""
     p = Path(path)
     if not p.is_file():
-        raise ConfigError(f"config file not found: {p}")
+        raise ConfigError(f"{what} file not found: {p}")
     try:
         data = yaml.safe_load(p.read_text()) or {}
     except yaml.YAMLError as e:
         raise ConfigError(f"{p}: not valid YAML ({str(e).splitlines()[0]})") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{p}: top level must be a mapping")
-    return _resolve_includes(data, p)
+    return data
+
+
+def read_yaml(path: str | Path) -> dict:
+    return _resolve_includes(read_yaml_mapping(path), Path(path))
 
 
 def _resolve_includes(data: dict, path: Path) -> dict:

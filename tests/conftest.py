@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 
 import pytest
+import torch
 
 os.environ.setdefault("GENREC_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -39,3 +40,13 @@ def synthetic(make_cfg):
     cfg = make_cfg()
     data = load_data(cfg.data)
     return cfg, data, split_data(data, cfg.data)
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny matmuls: one intra-op thread is ~10x faster than two on a shared, busy 2-core machine
+    (modules opt in with pytestmark = pytest.mark.usefixtures("one_thread"))."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

@@ -16,14 +16,7 @@ COLOURS = ["red", "green", "blue"]
 KINDS = ["lamp", "kettle"]
 TITLES = [f"{c} {k} number {i}" for i, (c, k) in enumerate((c, k) for c in COLOURS for k in KINDS for _ in range(2))]
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny matmuls: one intra-op thread is ~10x faster than two on a shared, busy 2-core machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py
 
 
 @pytest.fixture(scope="module")

@@ -13,14 +13,7 @@ SMALL = ["data.source=synthetic", "data.n_users=40", "data.n_items=24", "data.se
          "train.epochs=2", "llm.steps_per_epoch=2", "train.lr=5e-3", "llm.cf_dim=8", "llm.cf_hidden=16",
          "llm.cf_epochs=2"]
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny matmuls: one intra-op thread is ~10x faster than two on a shared, busy 2-core machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py
 
 
 @pytest.fixture(scope="module")

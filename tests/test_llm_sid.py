@@ -3,21 +3,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 
 SMALL = ["data.source=synthetic", "data.n_users=40", "data.n_items=24", "data.seq_len=8", "run.family=llm",
          "run.model=lora", "eval.ks=[5,10]", "eval.max_users=16", "llm.max_valid_users=8", "llm.history_items=3",
          "llm.lora_rank=4", "llm.num_beams=10", "train.batch_size=16", "train.epochs=1", "llm.steps_per_epoch=3",
          "train.lr=5e-3"]
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny matmuls: one intra-op thread is ~10x faster than two on a shared, busy 2-core machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py
 
 
 def _run(make_cfg, tiny_folder, *extra):

@@ -24,9 +24,7 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
-
-from genrec.config import Config, build_config, deep_merge, parse_override, read_yaml
+from genrec.config import Config, build_config, deep_merge, parse_override, read_yaml, read_yaml_mapping
 from genrec.errors import ConfigError
 
 log = logging.getLogger("genrec")
@@ -148,14 +146,7 @@ def load_sweep(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) ->
     from genrec.pipeline import run_id
 
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"sweep file not found: {path}")
-    try:
-        doc = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as e:
-        raise ConfigError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
-    if not isinstance(doc, dict):
-        raise ConfigError(f"{path}: top level must be a mapping")
+    doc = read_yaml_mapping(path, "sweep")
     name = str(doc.get("name") or path.stem)
     cli = [(o, parse_override(o)) for o in overrides]
     points: list[SweepPoint] = []
