@@ -161,6 +161,7 @@ def sid_train_case(bench: Bench, label: str, size: dict, bs: int, H: int, steps:
 # op categories of a profile (by op name; self time, so nothing is counted twice)
 OP_GROUPS = [("matmul", ("mm", "addmm", "bmm", "baddbmm", "gemm", "matmul", "linear", "cublas", "sm90_", "ampere_",
                          "cutlass")),
+             ("dropout RNG", ("bernoulli", "dropout", "philox")),
              ("attention", ("attention", "softmax", "flash", "sdpa", "efficient")),
              ("optimizer", ("adam", "_foreach", "clip", "norm_")),
              ("copy / cast", ("copy", "to_copy", "_to", "cast", "contiguous", "clone"))]
