@@ -31,6 +31,7 @@ class TrainResult:
     train_time_s: float = 0.0
     history: list[dict] = field(default_factory=list)
     resumed_from_epoch: int = 0
+    resumed_time_s: float = 0.0  # training seconds spent before the resume (train_time_s includes them)
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -114,7 +115,7 @@ def train_loop(
         acc.load_state(str(ckpt))
         start_epoch, res.steps, bad = st["epoch"] + 1, st["steps"], st["bad"]
         res.best_metric, res.best_epoch, res.history = st["best_metric"], st["best_epoch"], st["history"]
-        res.train_time_s = st["train_time_s"]
+        res.train_time_s = res.resumed_time_s = st["train_time_s"]
         res.resumed_from_epoch = start_epoch
         log.info("resuming %s from epoch %d (checkpoint %s)", desc, start_epoch, ckpt)
         if st.get("done"):

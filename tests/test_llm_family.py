@@ -54,7 +54,8 @@ def test_rerun_resumes_finished_training(make_cfg, tiny_folder):
     _, first = _run(make_cfg, tiny_folder)
     _, again = _run(make_cfg, tiny_folder)
     assert again["run_id"] == first["run_id"]
-    assert again["extra"]["train_tokens"] == 0  # nothing retrained: the finished checkpoint was reused
+    assert again["extra"]["train_tokens"] is None  # nothing retrained: the finished checkpoint was reused
+    assert again["extra"]["tokens_per_s"] is None and again["extra"]["resumed_from_epoch"] > 0
     assert again["metrics"]["recall@10"] == pytest.approx(first["metrics"]["recall@10"])
 
 

@@ -158,8 +158,10 @@ def run(ctx):
     adapter = rec.save_adapter(ctx.run_dir / "adapter", lc, tok if lc.variant == "sid_tokens" else None)
     recommender = LLMRecommender(rec, codec, lc.num_beams, lc.decode_batch_size, ac, progress=cfg.train.progress)
     params = count_params(rec)
-    info.update(tokens_per_s=round(counter["tokens"] / res.train_time_s, 1) if res.train_time_s > 0 else None,
-                train_tokens=counter["tokens"], peak_mem_mb=round(peak_memory_mb(ctx.device), 1),
+    now_s = res.train_time_s - res.resumed_time_s  # throughput of the epochs trained in this process
+    info.update(tokens_per_s=round(counter["tokens"] / now_s, 1) if counter["tokens"] and now_s > 0 else None,
+                train_tokens=counter["tokens"] or None, resumed_from_epoch=res.resumed_from_epoch,
+                peak_mem_mb=round(peak_memory_mb(ctx.device), 1),
                 steps=res.steps, epochs_run=res.epochs_run, best_valid_recall10=res.best_metric,
                 valid_users=len(valid), adapter=str(adapter),
                 history=[{k: (round(v, 5) if isinstance(v, float) else v) for k, v in h.items()} for h in res.history])
