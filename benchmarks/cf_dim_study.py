@@ -1,6 +1,6 @@
 """Embedding-dimension study of the CF baselines on MovieLens-100K.
 
-    python benchmarks/cf_dim_study.py                       # mf_bpr + lightgcn, dims 4..1024, 3 seeds, 3 variants
+    python benchmarks/cf_dim_study.py                       # mf_bpr + lightgcn, dims 4..2048, 3 seeds, 3 variants
     python benchmarks/cf_dim_study.py --dims 4,16,64 --seeds 0 --max-minutes 5
     python benchmarks/cf_dim_study.py --plot-only           # redraw plots / labels from the CSV
 
@@ -36,7 +36,7 @@ log = logging.getLogger("genrec")
 def parse_args(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--models", default="mf_bpr,lightgcn")
-    ap.add_argument("--dims", default="4,8,16,32,64,128,256,512,1024")
+    ap.add_argument("--dims", default="4,8,16,32,64,128,256,512,1024,2048")
     ap.add_argument("--seeds", default="0,1,2")
     ap.add_argument("--variants", default=",".join(VARIANTS))
     ap.add_argument("--config", default=str(BASE))
