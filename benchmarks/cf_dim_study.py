@@ -3,13 +3,16 @@
     python benchmarks/cf_dim_study.py                       # mf_bpr + lightgcn, dims 4..2048, 3 seeds, 3 variants
     python benchmarks/cf_dim_study.py --dims 4,16,64 --seeds 0 --max-minutes 5
     python benchmarks/cf_dim_study.py --plot-only           # redraw plots / labels from the CSV
+    python benchmarks/cf_dim_study.py --config configs/runs/cf-dim-ml1m.yaml --out benchmarks/results/cf_dim_ml1m.csv
 
 Every point goes through genrec.pipeline.run_point (base config configs/runs/cf-dim-ml100k.yaml) and
-one row is appended to benchmarks/results/cf_dim_ml100k.csv (genrec.scaling.leaderboard); a point whose
-run id already has an ok row is skipped, so the study resumes. Points run seed-major (every point of
+one row is appended to benchmarks/results/cf_dim_ml100k.csv (genrec.scaling.leaderboard; --out names
+another CSV, whose stem is also the rows' sweep name); a point whose run id already has an ok row is
+skipped, so the study resumes. Points run seed-major (every point of
 seed 0, then seed 1, ...), so a time-capped run still covers the whole grid with fewer seeds.
-Plots: cf_dim_ndcg.png (NDCG@10 vs dim, mean +- std over seeds) and cf_dim_erank.png (item effective
-rank vs dim); curve labels from genrec.eval.spectrum.classify_curve go to cf_dim_labels.json.
+Next to the CSV (<stem> = its name without .csv): <stem>_ndcg.png (NDCG@10 vs dim, mean +- std over
+seeds), <stem>_erank.png (item effective rank vs dim) and <stem>_labels.json (curve labels from
+genrec.eval.spectrum.classify_curve with the seeds' standard errors, means, stds).
 """
 from __future__ import annotations
 
@@ -27,7 +30,6 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 BASE = REPO / "configs" / "runs" / "cf-dim-ml100k.yaml"
 OUT = REPO / "benchmarks" / "results" / "cf_dim_ml100k.csv"
-SWEEP = "cf_dim_ml100k"
 VARIANTS = {"plain": [], "directspec": ["cf.directspec=true"], "adap_tau": ["cf.adap_tau=true"]}
 COLORS = {"plain": "C0", "directspec": "C1", "adap_tau": "C2"}
 log = logging.getLogger("genrec")
@@ -61,6 +63,7 @@ def run_study(args) -> int:
     bad = [v for v in variants if v not in VARIANTS]
     if bad:
         raise SystemExit(f"unknown variant(s) {bad} (known: {', '.join(VARIANTS)})")
+    sweep = Path(args.out).stem
     base = load_config([args.config], args.overrides)
     data, split = prepare(base)
     done = done_run_ids(args.out)
@@ -83,9 +86,9 @@ def run_study(args) -> int:
         except Exception as e:  # noqa: BLE001 - one failed point must not end the study
             failed += 1
             log.error("%s seed %d failed: %s\n%s", point, seed, e, traceback.format_exc(limit=3))
-            append_row(args.out, make_row(cfg, {"extra": {"error": str(e)}}, SWEEP, point, status="failed"))
+            append_row(args.out, make_row(cfg, {"extra": {"error": str(e)}}, sweep, point, status="failed"))
             continue
-        append_row(args.out, make_row(cfg, res, SWEEP, point))
+        append_row(args.out, make_row(cfg, res, sweep, point))
         ran += 1
         m = res["metrics"]
         print(f"[{i + 1}/{len(plan)}] {point} seed {seed}: ndcg@10={m['ndcg@10']:.4f} recall@10={m['recall@10']:.4f} "
@@ -96,11 +99,11 @@ def run_study(args) -> int:
     return failed
 
 
-def aggregate(rows: list[dict], metric: str) -> dict:
+def aggregate(rows: list[dict], metric: str, sweep: str) -> dict:
     """{(model, variant): {dim: [values over seeds]}} from ok rows (metric may live in `extra`)."""
     out: dict = defaultdict(lambda: defaultdict(list))
     for r in rows:
-        if r.get("status") != "ok" or r.get("sweep") != SWEEP:
+        if r.get("status") != "ok" or r.get("sweep") != sweep:
             continue
         val = r.get(metric)
         if val in (None, ""):
@@ -121,11 +124,13 @@ def plot_and_label(csv_path: str | Path, out_dir: str | Path | None = None) -> d
     from genrec.scaling.leaderboard import read_rows
 
     rows = read_rows(csv_path)
+    stem = Path(csv_path).stem
     out_dir = Path(out_dir or Path(csv_path).parent)
+    dataset = next((r["dataset"] for r in rows if r.get("sweep") == stem and r.get("dataset")), "?")
     labels: dict = {}
-    for metric, fname, ylabel in (("ndcg@10", "cf_dim_ndcg.png", "NDCG@10 (test)"),
-                                  ("item_erank", "cf_dim_erank.png", "item effective rank")):
-        agg = aggregate(rows, metric)
+    for metric, fname, ylabel in (("ndcg@10", f"{stem}_ndcg.png", "NDCG@10 (test)"),
+                                  ("item_erank", f"{stem}_erank.png", "item effective rank")):
+        agg = aggregate(rows, metric, stem)
         if not agg:
             continue
         fig, ax = plt.subplots(figsize=(7, 4.5))
@@ -153,14 +158,14 @@ def plot_and_label(csv_path: str | Path, out_dir: str | Path | None = None) -> d
         ax.set_xscale("log", base=2)
         ax.set_xlabel("embedding dimension")
         ax.set_ylabel(ylabel)
-        ax.set_title(f"ML-100K, leave-one-out, full ranking: {ylabel}", fontsize=10)
+        ax.set_title(f"{dataset}, leave-one-out, full ranking: {ylabel}", fontsize=10)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
         fig.tight_layout()
         fig.savefig(out_dir / fname, dpi=120)
         plt.close(fig)
         print(out_dir / fname)
-    (out_dir / "cf_dim_labels.json").write_text(json.dumps(labels, indent=1))
+    (out_dir / f"{stem}_labels.json").write_text(json.dumps(labels, indent=1))
     for k, v in labels.items():
         print(f"{k:28s} {v['label']:12s} " + " ".join(f"{d}:{m:.4f}" for d, m in zip(v["dims"], v["mean"])))
     return labels
