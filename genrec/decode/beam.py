@@ -74,11 +74,7 @@ def constrained_beam_search(step_fn: Callable[[torch.LongTensor | None, Any], tu
         pool_i = torch.cat([fin_items, torch.where(to_pool, item, torch.full_like(item, -1))], 1)
         fin_scores, keep = torch.topk(pool_s, K, dim=1)
         fin_items = torch.gather(pool_i, 1, keep)
-        running, pick = torch.topk(torch.where(ends, torch.full_like(top, NEG_INF), top), min(K, n_cand), dim=1)
-        if running.shape[1] < K:  # a vocabulary smaller than 2 tokens: pad the beams
-            pad = K - running.shape[1]
-            running = torch.cat([running, running.new_full((B, pad), NEG_INF)], 1)
-            pick = torch.cat([pick, pick[:, :1].expand(B, pad)], 1)
+        running, pick = torch.topk(torch.where(ends, torch.full_like(top, NEG_INF), top), K, dim=1)  # n_cand >= K
         dead = torch.isinf(running).view(-1)
         nodes = torch.where(dead, torch.full_like(dead, -1, dtype=torch.long), torch.gather(child, 1, pick).view(-1))
         done = torch.isinf(running[:, 0]) | (fin_scores[:, -1] >= running[:, 0])
