@@ -142,9 +142,8 @@ def plot_and_label(csv_path: str | Path, out_dir: str | Path | None = None) -> d
                         label=f"{model} / {variant}", ls="-" if model == "mf_bpr" else "--",
                         color=COLORS.get(variant, "k"))
             if metric == "ndcg@10" and len(dims) >= 3:
-                n_seeds = np.array([len(by_dim[d]) for d in dims])
-                sem = np.where(n_seeds > 1, np.array([np.std(by_dim[d], ddof=1) if len(by_dim[d]) > 1 else 0.0
-                                                      for d in dims]) / np.sqrt(n_seeds), 0.0)
+                sem = np.array([np.std(by_dim[d], ddof=1) / np.sqrt(len(by_dim[d])) if len(by_dim[d]) > 1 else 0.0
+                                for d in dims])  # standard error of each mean (0 with one seed)
                 labels[f"{model}/{variant}"] = {
                     "label": classify_curve(dims, mean, sem=sem),
                     "label_without_noise_test": classify_curve(dims, mean), "dims": dims.tolist(),

@@ -17,12 +17,7 @@ FAST = ["train.epochs=8", "train.lr=0.01", "train.batch_size=512", "train.checkp
         "train.progress=false", "train.eval_every=2", "cf.max_len=16", "data.n_users=200", "data.n_items=80"]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py
 
 
 def _cfg(tmp_path, *over):
