@@ -21,10 +21,11 @@ def _config_args(p: argparse.ArgumentParser) -> None:
 
 def cmd_run(args) -> int:
     from genrec.config import load_config
-    from genrec.pipeline import run_point
+    from genrec.pipeline import check, run_point
     from genrec.scaling.leaderboard import append_row, make_row
 
     cfg = load_config(args.config, args.overrides)
+    check(cfg)
     res = run_point(cfg)
     row = make_row(cfg, res)
     out = args.leaderboard or cfg.run.leaderboard
@@ -38,6 +39,12 @@ def cmd_run(args) -> int:
     print(f"  invalid_rate={m['invalid_rate']:.4f}  train_time_s={res['train_time_s']:.1f}  run_id={res['run_id']}"
           + (f"  -> {out}" if out and out != "none" else ""))
     return 0
+
+
+def cmd_sweep(args) -> int:
+    from genrec.scaling.runner import run_sweep
+
+    return run_sweep(args)
 
 
 def cmd_data(args) -> int:
@@ -101,6 +108,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("encode", help="encode item texts with the frozen encoder (cached)")
     _config_args(p)
     p.set_defaults(fn=cmd_encode)
+    p = sub.add_parser("sweep", help="run a scaling sweep (configs/sweeps/*.yaml); rows into runs/<sweep>.csv",
+                       description="example: genrec sweep --sweep configs/sweeps/cf_dim.yaml --only 'mf*' --dry-run")
+    from genrec.scaling.runner import build_parser as sweep_parser
+
+    sweep_parser(p)
+    p.set_defaults(fn=cmd_sweep)
     sub.add_parser("tokenize", help="train (or load cached) a SID tokenizer and print its stats "
                    "(-c/--set as for run; --save tokenizers/NAME, --no-cache)")
     p = sub.add_parser("leaderboard", help="print a ranked table (mean +- std over seeds)")
@@ -125,6 +138,10 @@ def setup_logging(verbose: bool = False) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["sweep"]:  # before torch starts CUDA: under accelerate launch, one worker per process
+        from genrec.scaling.runner import isolate_rank
+
+        isolate_rank()
     if argv[:1] == ["tokenize"]:  # train / load a SID tokenizer: same -c/--set options, plus --save/--no-cache
         from genrec.sid.__main__ import main as tokenize
 

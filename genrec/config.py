@@ -1,8 +1,8 @@
 """Typed configuration: one dataclass per stage, YAML files, `--set a.b=value` overrides.
 
 An unknown key or a value of the wrong type raises ConfigError naming the key path and the file.
-Family sections live next to their code (genrec/sid/config.py, genrec/models/cf/config.py,
-genrec/models/llm/config.py) and are composed here into the root `Config`.
+The core sections (run, data, eval, decode, encoder, train) are defined here; every other section
+belongs to a registered family (genrec.family) and is parsed into the class that family declares.
 """
 from __future__ import annotations
 
@@ -16,20 +16,18 @@ from typing import Any, Literal, Union
 import yaml
 
 from genrec.errors import ConfigError
-from genrec.models.cf.config import CFConfig
-from genrec.models.llm.config import LLMConfig
-from genrec.sid.config import SIDConfig, SIDModelConfig
+from genrec.family import config_sections
 
 
 @dataclass
 class RunConfig:
-    family: Literal["baseline", "cf", "sid", "llm"] = "baseline"
+    family: str = "baseline"  # a registered family (genrec.family): baseline, cf, sid, llm, or your own
     model: str = "popularity"  # name inside the family (popularity/random, mf_bpr, sasrec, tiger, ...)
     name: str = ""  # free label; the run id is a hash of the resolved config
     seed: int = 0
     output_dir: str = "runs"
     device: str = "auto"  # auto | cpu | cuda | cuda:0 ...
-    leaderboard: str = "benchmarks/results/leaderboard.csv"
+    leaderboard: str = "runs/leaderboard.csv"
 
 
 @dataclass
@@ -70,6 +68,15 @@ class EvalConfig:
 
 
 @dataclass
+class DecodeConfig:
+    """Beam-search settings shared by every generative family (SID and LLM)."""
+
+    num_beams: int = 20  # beams = longest top-K list (max(eval.ks) must be <= num_beams)
+    batch_size: int = 64  # users per beam-search call (memory: users x beams x history tokens)
+    valid_users: int = 1000  # validation users for early stopping (recall@10 by beam search; 0 = all)
+
+
+@dataclass
 class EncoderConfig:
     name: str = "minilm-l6"  # short name, HF id or local folder
     batch_size: int = 64
@@ -100,17 +107,36 @@ class TrainConfig:
     progress: bool = True
 
 
+CORE_SECTIONS = ("run", "data", "eval", "decode", "encoder", "train")
+
+
 @dataclass
 class Config:
+    """The resolved config: core sections as fields, family sections (cfg.sid, cfg.cf, ...) by name."""
+
     run: RunConfig = field(default_factory=RunConfig)
     data: DataConfig = field(default_factory=DataConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    decode: DecodeConfig = field(default_factory=DecodeConfig)
     encoder: EncoderConfig = field(default_factory=EncoderConfig)
-    sid: SIDConfig = field(default_factory=SIDConfig)
-    sid_model: SIDModelConfig = field(default_factory=SIDModelConfig)
-    cf: CFConfig = field(default_factory=CFConfig)
-    llm: LLMConfig = field(default_factory=LLMConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    sections: dict = field(default_factory=dict, repr=False)  # family sections, YAML key -> object
+
+    def __post_init__(self):
+        for name, cls in config_sections().items():
+            if name not in self.sections:
+                self.sections[name] = cls()
+
+    def __getattr__(self, name: str):
+        secs = self.__dict__.get("sections")
+        if secs is not None and not name.startswith("__"):
+            if name in secs:
+                return secs[name]
+            cls = config_sections().get(name)  # a family registered after this config was built
+            if cls is not None:
+                secs[name] = cls()
+                return secs[name]
+        raise AttributeError(f"config has no section {name!r}")
 
 
 # ----------------------------------------------------------------------------- machinery
@@ -181,27 +207,118 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
     return value
 
 
-def from_dict(cls: type, data: Any, where: str = "") -> Any:
-    """Build dataclass `cls` from a mapping, rejecting unknown keys and wrong types.
+def init_fields(cls: type) -> dict[str, Any]:
+    """Keys and type hints of a section class: dataclass fields, or the annotated __init__ keywords."""
+    if dataclasses.is_dataclass(cls):
+        hints = typing.get_type_hints(cls)
+        return {f.name: hints[f.name] for f in dataclasses.fields(cls) if f.init}
+    hints = typing.get_type_hints(cls.__init__)
+    import inspect
 
-    `where` is the key path of `data` ("" for the root); errors name the full key path.
+    params = inspect.signature(cls.__init__).parameters
+    return {k: hints.get(k, Any) for k, p in params.items()
+            if k != "self" and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+
+
+def from_dict(cls: type, data: Any, where: str = "") -> Any:
+    """Build section class `cls` from a mapping, rejecting unknown keys and wrong types.
+
+    `where` is the key path of `data` ("" for the root); errors name the full key path. A section
+    class that validates in __init__ (ValueError) has its message prefixed with the key path.
     """
     if data is None:
         data = {}
     if not isinstance(data, dict):
         raise ConfigError(f"{where or 'config'}: expected a mapping, got {data!r}")
-    hints = typing.get_type_hints(cls)
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - names)
+    if cls is Config:
+        return _config_from_dict(data)
+    fields = init_fields(cls)
+    unknown = sorted(set(data) - set(fields))
     if unknown:
         key = f"{where}.{unknown[0]}" if where else unknown[0]
-        raise ConfigError(f"unknown key {key!r} (known here: {', '.join(sorted(names))})")
-    kwargs = {k: _coerce(v, hints[k], f"{where}.{k}" if where else k) for k, v in data.items()}
-    return cls(**kwargs)
+        raise ConfigError(f"unknown key {key!r} (known here: {', '.join(sorted(fields))})")
+    kwargs = {k: _coerce(v, fields[k], f"{where}.{k}" if where else k) for k, v in data.items()}
+    try:
+        return cls(**kwargs)
+    except (ValueError, TypeError) as e:
+        if isinstance(e, ConfigError):
+            raise
+        raise ConfigError(f"{where or cls.__name__}: {e}") from None
+
+
+def _config_from_dict(data: dict) -> "Config":
+    families = config_sections()
+    known = set(CORE_SECTIONS) | set(families)
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ConfigError(f"unknown key {unknown[0]!r} (known here: {', '.join(sorted(known))})")
+    hints = typing.get_type_hints(Config)
+    core = {k: from_dict(hints[k], v, k) for k, v in data.items() if k in CORE_SECTIONS}
+    secs = {k: from_dict(families[k], v, k) for k, v in data.items() if k in families}
+    return Config(**core, sections=secs)
 
 
 def to_dict(obj: Any) -> dict:
-    return dataclasses.asdict(obj)
+    """A config (or one section) as plain nested dicts, the form that YAML files and hashes use."""
+    if isinstance(obj, Config):
+        d = {k: dataclasses.asdict(getattr(obj, k)) for k in CORE_SECTIONS}
+        d.update({k: to_dict(v) for k, v in obj.sections.items()})
+        return d
+    if dataclasses.is_dataclass(obj):
+        return dataclasses.asdict(obj)
+    return {k: _plain(getattr(obj, k)) for k in init_fields(type(obj))}
+
+
+def _plain(v: Any) -> Any:
+    if isinstance(v, tuple):
+        return [_plain(x) for x in v]
+    if isinstance(v, list):
+        return [_plain(x) for x in v]
+    if isinstance(v, dict):
+        return {k: _plain(x) for k, x in v.items()}
+    return v
+
+
+# Settings that never change a result (paths, labels, speed knobs): left out of every config identity.
+NOT_RESULT_KEYS = {"run": ("output_dir", "leaderboard", "name", "device"), "train": ("progress", "num_workers"),
+                   "encoder": ("device", "threads", "batch_size")}
+
+
+def result_settings(cfg: "Config | dict", drop_seed: bool = False) -> dict:
+    """The config without NOT_RESULT_KEYS (and without run.seed when asked): what a result depends on."""
+    d = to_dict(cfg) if isinstance(cfg, Config) else json_copy(cfg)
+    for section, keys in NOT_RESULT_KEYS.items():
+        for k in keys + (("seed",) if drop_seed and section == "run" else ()):
+            d.get(section, {}).pop(k, None)
+    return d
+
+
+def json_copy(d: dict) -> dict:
+    import json
+
+    return json.loads(json.dumps(d, default=str))
+
+
+def _diff(d: dict, base: dict) -> dict:
+    out = {}
+    for k, v in d.items():
+        b = base.get(k, object())
+        if isinstance(v, dict) and isinstance(b, dict):
+            sub = _diff(v, b)
+            if sub:
+                out[k] = sub
+        elif v != b:
+            out[k] = v
+    return out
+
+
+def run_id(cfg: "Config") -> str:
+    """Hash of the settings that change the result, taken as their difference from the defaults.
+
+    Output paths, labels and speed knobs are left out, and a newly added config field (at its
+    default) leaves every existing run id unchanged.
+    """
+    return config_hash(_diff(result_settings(cfg), result_settings(Config())))
 
 
 def deep_merge(base: dict, update: dict) -> dict:

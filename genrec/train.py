@@ -19,6 +19,8 @@ from typing import Callable, Iterable
 import torch
 from tqdm.auto import tqdm
 
+from genrec.runtime import resolve_device, resolve_precision
+
 log = logging.getLogger("genrec")
 
 
@@ -34,18 +36,10 @@ class TrainResult:
     resumed_time_s: float = 0.0  # training seconds spent before the resume (train_time_s includes them)
 
 
-def resolve_device(name: str = "auto") -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
-
-
 def make_accelerator(cfg_train, device: torch.device):
     from accelerate import Accelerator
 
-    mp = cfg_train.mixed_precision
-    if mp == "auto":
-        mp = "bf16" if device.type == "cuda" and torch.cuda.is_bf16_supported() else "no"
+    mp = resolve_precision(cfg_train.mixed_precision, device)
     from accelerate.state import AcceleratorState, GradientState
 
     state = AcceleratorState._shared_state
@@ -56,15 +50,6 @@ def make_accelerator(cfg_train, device: torch.device):
         GradientState._reset_state()
     return Accelerator(mixed_precision=mp, gradient_accumulation_steps=cfg_train.grad_accum,
                        cpu=device.type == "cpu")
-
-
-def count_params(model: torch.nn.Module) -> dict:
-    total = sum(p.numel() for p in model.parameters())
-    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    # tied tables (T5's shared/encoder/decoder embeddings) count once
-    emb = sum({id(m.weight): m.weight.numel() for m in model.modules() if isinstance(m, torch.nn.Embedding)}.values())
-    return {"params_total": int(total), "params_non_embedding": int(total - emb),
-            "params_trainable": int(trainable)}
 
 
 def _tb_writer(run_dir: Path):
@@ -220,14 +205,3 @@ def _atomic_json(path: Path, obj) -> None:
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(json.dumps(obj))
     os.replace(tmp, path)
-
-
-def peak_memory_mb(device: torch.device) -> float:
-    if device.type == "cuda":
-        return torch.cuda.max_memory_allocated(device) / 2**20
-    try:
-        import resource
-
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
-    except Exception:  # noqa: BLE001
-        return float("nan")

@@ -8,7 +8,7 @@ import torch
 from genrec.data.dataset import EvalSet
 from genrec.eval.evaluate import _drop_history, evaluate
 from genrec.pipeline import run_point
-from genrec.scaling.leaderboard import COLUMNS, read_rows
+from genrec.scaling.leaderboard import columns, read_rows
 
 
 class Fixed:
@@ -73,7 +73,7 @@ def test_cli_run_appends_row_and_errors_are_one_line(tmp_path):
                                 "--leaderboard", str(lb)], capture_output=True, text=True)
     assert ok.returncode == 0, ok.stderr
     rows = read_rows(lb)
-    assert len(rows) == 1 and set(rows[0]) == set(COLUMNS) and float(rows[0]["recall@10"]) > 0
+    assert len(rows) == 1 and set(rows[0]) == set(columns()) and float(rows[0]["recall@10"]) > 0
     bad = subprocess.run(base + ["run", "--set", "data.source=csv", "--set", "data.path=/no/such.csv"],
                          capture_output=True, text=True)
     assert bad.returncode == 2

@@ -3,7 +3,7 @@ import csv
 import json
 
 from genrec.config import load_config
-from genrec.scaling.leaderboard import COLUMNS, append_row, axes_of, done_run_ids, make_row, read_rows
+from genrec.scaling.leaderboard import columns, append_row, axes_of, done_run_ids, make_row, read_rows
 
 
 def test_make_row_and_append(tmp_path):
@@ -17,7 +17,7 @@ def test_make_row_and_append(tmp_path):
     append_row(path, {**row, "run_id": "def", "status": "failed", "brand_new_column": 7})
     with open(path, newline="") as f:
         lines = list(csv.reader(f))
-    assert lines[0] == COLUMNS and all(len(r) == len(COLUMNS) for r in lines)
+    assert lines[0] == columns() and all(len(r) == len(columns()) for r in lines)
     rows = read_rows(path)
     assert rows[0]["recall@10"] == "0.25" and json.loads(rows[0]["extra"]) == {"item_erank": 3.5}
     assert json.loads(rows[1]["extra"])["brand_new_column"] == 7

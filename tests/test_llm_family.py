@@ -8,8 +8,8 @@ import torch
 from genrec.errors import ConfigError
 
 SMALL = ["data.source=synthetic", "data.n_users=40", "data.n_items=24", "data.seq_len=8", "run.family=llm",
-         "run.model=lora", "eval.ks=[5,10]", "eval.max_users=16", "llm.max_valid_users=8", "llm.history_items=3",
-         "llm.lora_rank=4", "llm.num_beams=10", "llm.decode_batch_size=16", "train.batch_size=16",
+         "run.model=lora", "eval.ks=[5,10]", "eval.max_users=16", "decode.valid_users=8", "llm.history_items=3",
+         "llm.lora_rank=4", "decode.num_beams=10", "decode.batch_size=16", "train.batch_size=16",
          "train.epochs=2", "llm.steps_per_epoch=2", "train.lr=5e-3", "llm.cf_dim=8", "llm.cf_hidden=16",
          "llm.cf_epochs=2"]
 

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 
 SMALL = ["data.source=synthetic", "data.n_users=40", "data.n_items=24", "data.seq_len=8", "run.family=llm",
-         "run.model=lora", "eval.ks=[5,10]", "eval.max_users=16", "llm.max_valid_users=8", "llm.history_items=3",
-         "llm.lora_rank=4", "llm.num_beams=10", "train.batch_size=16", "train.epochs=1", "llm.steps_per_epoch=3",
+         "run.model=lora", "eval.ks=[5,10]", "eval.max_users=16", "decode.valid_users=8", "llm.history_items=3",
+         "llm.lora_rank=4", "decode.num_beams=10", "train.batch_size=16", "train.epochs=1", "llm.steps_per_epoch=3",
          "train.lr=5e-3"]
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py

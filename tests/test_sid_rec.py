@@ -15,8 +15,8 @@ from genrec.models.sid_rec import SIDRecModel
 TINY = dict(num_layers=2, num_decoder_layers=2, d_model=32, num_heads=2, d_kv=16, d_ff=64, dropout=0.0)
 RUN = ["run.family=sid", "run.model=tiger", "sid.quantizer=rq_kmeans", "sid.levels=2", "sid.codebook_size=8",
        "sid_model.num_layers=2", "sid_model.num_decoder_layers=2", "sid_model.d_model=48", "sid_model.num_heads=4",
-       "sid_model.d_kv=12", "sid_model.d_ff=96", "sid_model.dropout=0.0", "sid_model.num_beams=20",
-       "sid_model.valid_users=100", "data.max_history=6", "eval.ks=[5,10,20]", "train.epochs=5",
+       "sid_model.d_kv=12", "sid_model.d_ff=96", "sid_model.dropout=0.0", "decode.num_beams=20",
+       "decode.valid_users=100", "data.max_history=6", "eval.ks=[5,10,20]", "train.epochs=5",
        "train.batch_size=128", "train.lr=5e-3", "train.patience=2", "encoder.name=fake-hash"]
 
 
@@ -149,7 +149,7 @@ def test_bad_configs_fail_clearly(make_cfg, fake_encoder):
     from genrec.pipeline import run_point
 
     with pytest.raises(ConfigError, match="num_beams"):
-        run_point(make_cfg("run.family=sid", "sid_model.num_beams=10", "eval.ks=[5,20]"))
+        run_point(make_cfg("run.family=sid", "decode.num_beams=10", "eval.ks=[5,20]"))
     with pytest.raises(ConfigError, match="divisible"):
         run_point(make_cfg("run.family=sid", "sid_model.arch=decoder_only", "eval.ks=[5,10]"))
     with pytest.raises(ConfigError, match="unknown key"):

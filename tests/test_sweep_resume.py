@@ -9,20 +9,27 @@ import sys
 import time
 from pathlib import Path
 
-from genrec.scaling.leaderboard import COLUMNS, append_row, read_rows
+from genrec.scaling.leaderboard import append_row, columns, read_rows
 from genrec.scaling.sweep import load_sweep
 
 REPO = Path(__file__).resolve().parent.parent
 BASE = [str(REPO / "configs" / "base.yaml"), str(REPO / "configs" / "data" / "synthetic.yaml")]
 
-# A trainable toy family: item-to-item embeddings trained with genrec.train.train_loop; each epoch
-# waits a little so the test can kill the sweep while this point is between checkpoints.
+# A trainable toy family, registered from user code: item-to-item embeddings trained with
+# genrec.train.train_loop; each epoch waits a little so the test can kill the sweep between checkpoints.
 TOY = '''
 import time
+from dataclasses import dataclass
 import numpy as np
 import torch
-from genrec.pipeline import FamilyResult
-from genrec.train import count_params, train_loop
+from genrec.family import Family, FamilyResult, register_family
+from genrec.runtime import count_params
+from genrec.train import train_loop
+
+
+@dataclass
+class ToyConfig:
+    dim: int = 8
 
 
 class Toy(torch.nn.Module):
@@ -37,7 +44,7 @@ class Toy(torch.nn.Module):
 
 def run(ctx):
     torch.manual_seed(ctx.cfg.run.seed)
-    model = Toy(ctx.data.n_items, ctx.cfg.cf.dim)
+    model = Toy(ctx.data.n_items, ctx.cfg.toy.dim)
     pairs = np.concatenate([np.stack([s[:-1], s[1:]], 1) for s in ctx.split.train if len(s) > 1])
     pairs = torch.from_numpy(pairs).long()
 
@@ -52,13 +59,28 @@ def run(ctx):
     res = train_loop(model, loss_fn, batches, ctx.cfg.train, ctx.run_dir / "rec", device=torch.device("cpu"))
     return FamilyResult(model, count_params(model), {"resumed_from_epoch": res.resumed_from_epoch,
                                                     "epochs_run": res.epochs_run}, res.train_time_s)
+
+
+class ToyFamily(Family):
+    name = "toy"
+    sections = {"toy": ToyConfig}
+    axis_columns = ("toy_dim",)
+    numeric_axes = frozenset({"toy_dim"})
+
+    def axes(self, cfg):
+        return {"toy_dim": cfg.toy.dim}
+
+    def run(self, ctx):
+        return run(ctx)
+
+
+register_family(ToyFamily())
 '''
 
 DRIVER = '''
 import importlib.util, sys
 sys.path.insert(0, {toydir!r})
-import genrec.pipeline as P
-P.FAMILIES["cf"] = "toyfam:run"
+import toyfam  # registers the "toy" family
 spec = importlib.util.spec_from_file_location("scale", {scale!r})
 m = importlib.util.module_from_spec(spec); spec.loader.exec_module(m)
 sys.exit(m.main(sys.argv[1:]))
@@ -70,7 +92,10 @@ def _rows_raw(path: Path) -> list[list[str]]:
         return list(csv.reader(f))
 
 
-def test_sigkill_mid_training_then_resume(tmp_path, monkeypatch):
+def test_sigkill_mid_training_then_resume(tmp_path, monkeypatch, request):
+    from genrec.family import unregister_family
+
+    request.addfinalizer(lambda: unregister_family("toy"))
     (tmp_path / "toyfam.py").write_text(TOY)
     driver = tmp_path / "driver.py"
     driver.write_text(DRIVER.format(toydir=str(tmp_path), scale=str(REPO / "benchmarks" / "scale.py")))
@@ -83,11 +108,14 @@ runs:
   - name: pop
     set: {{run.family: baseline, run.model: popularity}}
   - name: toy
-    set: {{run.family: cf, run.model: mf_bpr, cf.dim: 8, train.epochs: 5, train.patience: 0}}
+    set: {{run.family: toy, run.model: toy, toy.dim: 8, train.epochs: 5, train.patience: 0}}
   - name: rand
     set: {{run.family: baseline, run.model: random}}
 """)
     out = tmp_path / "kill.csv"
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import toyfam  # noqa: F401 - registers the toy family in this process too
+
     toy = [p for p in load_sweep(sweep).points if p.block == "toy"][0]
     state = tmp_path / "runs" / toy.run_id / "rec" / "train_state.json"
     cmd = [sys.executable, str(driver), "--sweep", str(sweep), "--out", str(out), "--no-plot"]
@@ -112,16 +140,12 @@ runs:
     # rerun in this process (saves a second interpreter start), with the same toy family
     import importlib.util
 
-    import genrec.pipeline as P
-
-    monkeypatch.syspath_prepend(str(tmp_path))
-    monkeypatch.setitem(P.FAMILIES, "cf", "toyfam:run")
     spec = importlib.util.spec_from_file_location("scale_for_resume", REPO / "benchmarks" / "scale.py")
     scale = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(scale)
     assert scale.main(cmd[2:]) == 0
     raw = _rows_raw(out)
-    assert raw[0] == COLUMNS and all(len(r) == len(COLUMNS) for r in raw)  # no torn rows
+    assert "toy_dim" in raw[0] and all(len(r) == len(raw[0]) for r in raw)  # no torn rows
     rows = read_rows(out)
     ok = [r for r in rows if r["status"] == "ok"]
     assert len({r["run_id"] for r in ok}) == len(ok) == 3  # every point once
@@ -150,8 +174,8 @@ def test_concurrent_appends_do_not_tear(tmp_path):
         p.join(60)
         assert p.exitcode == 0
     raw = _rows_raw(Path(path))
-    assert raw[0] == COLUMNS and len(raw) == 1 + 450
-    assert all(len(r) == len(COLUMNS) for r in raw)
+    assert raw[0] == columns() and len(raw) == 1 + 450
+    assert all(len(r) == len(raw[0]) for r in raw)
     rows = read_rows(path)
     assert len({r["run_id"] for r in rows}) == 450
     assert all(json.loads(r["config"])["k"][0].startswith("x, ") for r in rows)

@@ -3,7 +3,7 @@
 `run(ctx)` encodes the items (cached), gets the tokenizer (cached stage), optionally builds the
 injection vectors, trains the recommender with genrec.train.train_loop (teacher-forced CE on every
 prefix of each user's training sequence, or a seeded sample per epoch; early stopping on recall@10
-of beam-search recommendations for `sid_model.valid_users` validation users) and returns a model
+of beam-search recommendations for `decode.valid_users` validation users) and returns a model
 whose `recommend()` runs the constrained beam search. The trained model is saved with
 save_pretrained under <run_dir>/sid_rec/model (SIDRecModel.from_pretrained loads it back).
 """
@@ -16,13 +16,15 @@ import numpy as np
 import torch
 
 from genrec.encoders import encode_items
+from genrec.family import FamilyResult
 from genrec.errors import ConfigError
 from genrec.eval.evaluate import evaluate
 from genrec.models.sid_data import PrefixExamples
 from genrec.models.sid_inject import mf_bpr_item_embeddings
 from genrec.models.sid_rec import SIDRecModel
 from genrec.sid.tokenizer import get_tokenizer
-from genrec.train import count_params, train_loop
+from genrec.runtime import count_params
+from genrec.train import train_loop
 
 log = logging.getLogger("genrec")
 TOKENIZER_STATS = ("collision_rate", "codebook_util", "codebook_perplexity", "recon_error")
@@ -30,10 +32,14 @@ TOKENIZER_STATS = ("collision_rate", "codebook_util", "codebook_perplexity", "re
 
 def check_config(cfg) -> None:
     m = cfg.sid_model
-    if max(cfg.eval.ks) > m.num_beams:
-        raise ConfigError(f"eval.ks: K={max(cfg.eval.ks)} exceeds sid_model.num_beams={m.num_beams}; beam search "
-                          f"returns num_beams items per user: raise sid_model.num_beams or lower eval.ks")
-    for key in ("num_layers", "d_model", "num_heads", "d_kv", "d_ff", "num_beams", "decode_batch_size"):
+    d = cfg.decode
+    if max(cfg.eval.ks) > d.num_beams:
+        raise ConfigError(f"eval.ks: K={max(cfg.eval.ks)} exceeds decode.num_beams={d.num_beams}; beam search "
+                          f"returns num_beams items per user: raise decode.num_beams or lower eval.ks")
+    for key in ("num_beams", "batch_size"):
+        if getattr(d, key) < 1:
+            raise ConfigError(f"decode.{key} must be >= 1, got {getattr(d, key)}")
+    for key in ("num_layers", "d_model", "num_heads", "d_kv", "d_ff"):
         if getattr(m, key) < 1:
             raise ConfigError(f"sid_model.{key} must be >= 1, got {getattr(m, key)}")
     if m.arch == "encoder_decoder" and m.num_decoder_layers < 1:
@@ -75,14 +81,12 @@ def build_model(cfg, codes: np.ndarray, vocab_sizes: list[int], vectors: np.ndar
         codes, vocab_sizes, vectors, arch=m.arch, n_user_tokens=m.user_tokens, max_history=cfg.data.max_history,
         num_layers=m.num_layers, num_decoder_layers=m.num_decoder_layers, d_model=m.d_model,
         num_heads=m.num_heads, d_kv=m.d_kv, d_ff=m.d_ff, dropout=m.dropout, feed_forward_proj=m.feed_forward_proj,
-        inject_hidden=m.inject_hidden, num_beams=m.num_beams, decode_batch_size=m.decode_batch_size)
+        inject_hidden=m.inject_hidden, num_beams=cfg.decode.num_beams, decode_batch_size=cfg.decode.batch_size)
     model.exclude_history = cfg.eval.exclude_history
     return model
 
 
 def run(ctx):
-    from genrec.pipeline import FamilyResult
-
     cfg = ctx.cfg
     check_config(cfg)
     m = cfg.sid_model
@@ -102,7 +106,7 @@ def run(ctx):
     if len(examples) == 0:
         raise ConfigError(f"{ctx.data.name}: no training examples (every training sequence has < 2 items)")
     bs, n_sample = cfg.train.batch_size, m.examples_per_epoch
-    valid = ctx.split.valid.head(m.valid_users)
+    valid = ctx.split.valid.head(cfg.decode.valid_users)
 
     def validate(mod) -> float:
         r = evaluate(mod, valid, ctx.data.n_items, [10], cfg.eval.exclude_history, batch_size=cfg.eval.batch_size)

@@ -1,8 +1,9 @@
 """Leaderboard CSVs: one row per (run, seed), appended atomically under an exclusive file lock.
 
 A row is written with a single write() on an O_APPEND descriptor while holding flock, so concurrent
-writers never interleave and a kill leaves either the whole row or none of it. The header is the
-fixed COLUMNS list; anything else goes into the `extra` JSON column.
+writers never interleave and a kill leaves either the whole row or none of it. The header is
+`columns()` when the file is created: the fixed columns below plus every registered family's axis
+columns (genrec.family); anything a file's header lacks goes into the `extra` JSON column.
 """
 from __future__ import annotations
 
@@ -17,30 +18,36 @@ from pathlib import Path
 
 KS = (5, 10, 20, 50)
 METRIC_COLS = [f"{m}@{k}" for m in ("recall", "ndcg", "mrr") for k in KS]
-COLUMNS = [
-    "run_id", "status", "sweep", "point", "family", "model", "dataset", "split_protocol", "eval_split",
-    "exclude_history", "seed", "data_fraction",
-    # axes
-    "encoder", "quantizer", "sid_levels", "sid_codebook", "sid_latent", "rec_arch", "rec_layers", "rec_d_model",
-    "rec_heads", "rec_d_ff", "inject", "cf_dim", "cf_loss", "cf_variant", "llm_model", "lora_rank", "llm_variant",
+HEAD_COLS = ["run_id", "status", "sweep", "point", "family", "model", "dataset", "split_protocol", "eval_split",
+             "exclude_history", "seed", "n_seeds", "data_fraction"]
+TAIL_COLS = [
     # sizes
     "params_total", "params_non_embedding", "params_trainable",
-    *METRIC_COLS, "invalid_rate", "users_evaluated",
+    *METRIC_COLS, "invalid_rate", "users_evaluated", "target_in_history",
     # tokenizer stats
     "collision_rate", "codebook_util", "codebook_perplexity", "recon_error",
     # cost and provenance
-    "train_time_s", "eval_time_s", "peak_mem_mb", "device", "n_users", "n_items", "n_interactions",
-    "data_fingerprint", "git_commit", "git_dirty", "versions", "timestamp", "config", "extra",
+    "train_time_s", "eval_time_s", "peak_mem_mb", "device", "precision", "n_users", "n_items", "n_interactions",
+    "data_fingerprint", "split_fingerprint", "data_source", "git_commit", "git_dirty", "versions", "timestamp",
+    "config", "extra",
 ]
 
 
+def columns() -> list[str]:
+    """The header of a new leaderboard file: fixed columns around every registered family's axes."""
+    from genrec.family import axis_columns
+
+    return HEAD_COLS + [c for c in axis_columns() if c not in HEAD_COLS] + TAIL_COLS
+
+
 def git_state() -> tuple[str, bool]:
+    """(short commit, dirty): dirty counts modified tracked files and untracked source files alike."""
     try:
         commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
                                 timeout=5).stdout.strip()
-        dirty = bool(subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
-                                    capture_output=True, text=True, timeout=5).stdout.strip())
-        return commit or "unknown", dirty
+        status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=all", "--", "*.py", "*.yaml",
+                                 "*.toml", "*.cfg", "*.sh"], capture_output=True, text=True, timeout=5).stdout
+        return commit or "unknown", bool(status.strip())
     except Exception:  # noqa: BLE001
         return "unknown", False
 
@@ -58,25 +65,13 @@ def package_versions() -> str:
 
 
 def axes_of(cfg) -> dict:
-    """The axis columns a config sets, by family (blank where an axis does not apply)."""
-    fam = cfg.run.family
-    row = {"family": fam, "model": cfg.run.model, "seed": cfg.run.seed, "data_fraction": cfg.data.data_fraction,
-           "exclude_history": cfg.eval.exclude_history, "eval_split": cfg.eval.split}
-    if fam == "sid":
-        s, m = cfg.sid, cfg.sid_model
-        row.update(encoder=cfg.encoder.name, quantizer=s.quantizer, sid_levels=s.levels, sid_codebook=s.codebook_size,
-                   sid_latent=s.latent_dim, rec_arch=m.arch, rec_layers=m.num_layers, rec_d_model=m.d_model,
-                   rec_heads=m.num_heads, rec_d_ff=m.d_ff, inject=m.inject)
-    elif fam == "cf":
-        c = cfg.cf
-        variant = "+".join(v for v, on in (("directspec", c.directspec), ("adap_tau", c.adap_tau),
-                                           ("normalized", c.normalize and not c.adap_tau),
-                                           (f"multi{c.num_embeddings}", c.num_embeddings > 1)) if on) or "plain"
-        row.update(cf_dim=c.dim, cf_loss=c.loss, cf_variant=variant)
-        if cfg.run.model in ("lightgcn", "sgl", "sasrec"):
-            row["rec_layers"] = c.layers
-    elif fam == "llm":
-        row.update(llm_model=cfg.llm.model, lora_rank=cfg.llm.lora_rank, llm_variant=cfg.llm.variant)
+    """The axis columns a config sets (its family's `axes`), plus the context every row has."""
+    from genrec.family import get_family
+
+    row = {"family": cfg.run.family, "model": cfg.run.model, "seed": cfg.run.seed,
+           "data_fraction": cfg.data.data_fraction, "exclude_history": cfg.eval.exclude_history,
+           "eval_split": cfg.eval.split}
+    row.update(get_family(cfg.run.family).axes(cfg))
     return row
 
 
@@ -87,10 +82,11 @@ def make_row(cfg, result: dict, sweep: str = "", point: str = "", status: str = 
     m = result.get("metrics", {})
     d = result.get("data", {})
     extra = dict(result.get("extra", {}))
-    row = {c: "" for c in COLUMNS}
+    cols = columns()
+    row = {c: "" for c in cols}
     row.update(axes_of(cfg))
-    row.update({k: v for k, v in result.get("params", {}).items() if k in COLUMNS})
-    row.update({k: m[k] for k in METRIC_COLS + ["invalid_rate", "users_evaluated"] if k in m})
+    row.update({k: v for k, v in result.get("params", {}).items() if k in cols})
+    row.update({k: m[k] for k in METRIC_COLS + ["invalid_rate", "users_evaluated", "target_in_history"] if k in m})
     for k in ("collision_rate", "codebook_util", "codebook_perplexity", "recon_error"):
         if k in extra:
             row[k] = extra.pop(k)
@@ -99,7 +95,9 @@ def make_row(cfg, result: dict, sweep: str = "", point: str = "", status: str = 
                train_time_s=_r(result.get("train_time_s")), eval_time_s=_r(result.get("eval_time_s")),
                peak_mem_mb=_r(result.get("peak_mem_mb")), device=result.get("device", ""),
                n_users=d.get("n_users", ""), n_items=d.get("n_items", ""), n_interactions=d.get("n_interactions", ""),
-               data_fingerprint=d.get("fingerprint", ""), git_commit=commit, git_dirty=dirty,
+               data_fingerprint=d.get("fingerprint", ""), split_fingerprint=d.get("split_fingerprint", ""),
+               data_source=d.get("source", ""), precision=result.get("precision", ""), n_seeds=1,
+               git_commit=commit, git_dirty=dirty,
                versions=package_versions(), timestamp=time.strftime("%Y-%m-%dT%H:%M:%S"),
                config=json.dumps(to_dict(cfg), sort_keys=True), extra=json.dumps(extra, sort_keys=True, default=str))
     return row
@@ -130,21 +128,21 @@ def append_row(path: str | Path, row: dict) -> None:
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         size = os.fstat(fd).st_size
-        columns = COLUMNS
+        cols = columns()
         data = ""
         if size == 0:
-            data = _format({c: c for c in COLUMNS}, COLUMNS)
+            data = _format({c: c for c in cols}, cols)
         else:
             with open(path, newline="") as f:
                 header = next(csv.reader(f), None)
             if header:
-                columns = header
-            unknown = {k: v for k, v in row.items() if k not in columns and v not in ("", None)}
-            if unknown and "extra" in columns:
+                cols = header
+            unknown = {k: v for k, v in row.items() if k not in cols and v not in ("", None)}
+            if unknown and "extra" in cols:
                 extra = json.loads(row.get("extra") or "{}")
                 extra.update(unknown)
                 row = {**row, "extra": json.dumps(extra, sort_keys=True, default=str)}
-        data += _format(row, columns)
+        data += _format(row, cols)
         os.write(fd, data.encode())
         os.fsync(fd)
     finally:

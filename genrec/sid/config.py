@@ -36,10 +36,7 @@ class SIDModelConfig:
     dropout: float = 0.1
     feed_forward_proj: Literal["relu", "gated-gelu"] = "relu"  # T5 feed-forward (decoder_only: SwiGLU)
     user_tokens: int = 0  # hashed user-id tokens (0 = no user token)
-    num_beams: int = 20  # beams = longest top-K list (max(eval.ks) must be <= num_beams)
-    decode_batch_size: int = 64  # users per beam-search call (memory: users x beams x history tokens)
     examples_per_epoch: int = 0  # 0 = every prefix of every training sequence; N = a seeded sample of N
-    valid_users: int = 1000  # validation users for early stopping (recall@10 by beam search; 0 = all)
     inject: Literal["none", "cf", "encoder"] = "none"
     inject_hidden: int = 256
     inject_cf_dim: int = 64  # inject=cf: built-in MF-BPR embedding width

@@ -236,7 +236,7 @@ def train_tokenizer(embeddings: np.ndarray, sid_cfg: SIDConfig, seed: int, encod
     if sid_cfg.quantizer == "rqvae":
         from genrec.sid.configuration_rqvae import RQVAEConfig
         from genrec.sid.modeling_rqvae import RQVAEModel, fit_rqvae
-        from genrec.train import resolve_device
+        from genrec.runtime import resolve_device
 
         qcfg = RQVAEConfig(input_dim=x.shape[1], hidden_dims=sid_cfg.hidden_dims, latent_dim=sid_cfg.latent_dim,
                            levels=sid_cfg.levels, codebook_size=sid_cfg.codebook_size,

@@ -1,5 +1,5 @@
-"""CF family entry: `run(ctx) -> FamilyResult` (the pipeline maps family "cf" here; run.model names
-the model), plus `fit_item_embeddings` (MF-BPR item vectors for the SID injection ablation).
+"""The `cf` family (run.model names the model in genrec.models.cf.registry), plus
+`fit_item_embeddings`: the one MF-BPR that both injection paths (SID adapter, LLM soft tokens) use.
 
 After training, the model is saved to run_dir/model (save_pretrained) and the spectrum diagnostics of
 its user and item matrices to run_dir/spectrum.json; effective ranks and the norm-popularity Spearman
@@ -16,9 +16,11 @@ import numpy as np
 import torch
 
 from genrec.eval.spectrum import spectrum_report
+from genrec.family import Family, FamilyResult, register_family
 from genrec.models.cf.base import CFModel, FaissRanker
 from genrec.models.cf.config import CFConfig
-from genrec.models.cf.registry import get_model_class
+from genrec.models.cf.registry import available, get_model_class
+from genrec.runtime import count_params, seed_everything
 
 log = logging.getLogger("genrec")
 
@@ -41,10 +43,36 @@ def diagnostics(model: CFModel, split, n_items: int, batch_size: int = 1024) -> 
     return spectrum_report(user_emb, model.item_embeddings().cpu(), counts)
 
 
-def run(ctx):
-    from genrec.pipeline import FamilyResult
-    from genrec.train import count_params
+def variant_name(c: CFConfig) -> str:
+    """The collapse-fix switches a CF config turns on, as one label ('plain' when none)."""
+    return "+".join(v for v, on in (("directspec", c.directspec), ("adap_tau", c.adap_tau),
+                                    ("normalized", c.normalize and not c.adap_tau),
+                                    (f"multi{c.num_embeddings}", c.num_embeddings > 1)) if on) or "plain"
 
+
+class CFFamily(Family):
+    name = "cf"
+    sections = {"cf": CFConfig}
+    axis_columns = ("cf_dim", "cf_loss", "cf_variant", "rec_layers")
+    size_axes = frozenset({"rec_layers"})
+    numeric_axes = frozenset({"cf_dim"})
+
+    @property
+    def models(self) -> tuple[str, ...]:  # CF models registered so far (user code may add more)
+        return tuple(available())
+
+    def axes(self, cfg) -> dict:
+        c = cfg.cf
+        row = {"cf_dim": c.dim, "cf_loss": c.loss, "cf_variant": variant_name(c)}
+        if cfg.run.model in ("lightgcn", "sgl", "sasrec"):
+            row["rec_layers"] = c.layers
+        return row
+
+    def run(self, ctx) -> FamilyResult:
+        return run(ctx)
+
+
+def run(ctx) -> FamilyResult:
     cfg = ctx.cfg
     model = build_model(cfg.run.model, cfg.cf, ctx.data.n_users, ctx.data.n_items, cfg.data.max_history,
                         cfg.run.seed)
@@ -64,17 +92,21 @@ def run(ctx):
     return FamilyResult(ranker, count_params(model), extra, train_s)
 
 
+MF_BPR_DEFAULTS = {"lr": 5e-3, "batch_size": 2048, "patience": 5}
+
+
 def fit_item_embeddings(split, n_items: int, dim: int, seed: int = 0, epochs: int = 30, lr: float = 5e-3,
                         batch_size: int = 2048, run_dir: str | Path | None = None,
                         device: str = "cpu") -> np.ndarray:
     """Train MF-BPR on a Split and return its item embeddings as float32 [n_items, dim].
 
-    Early-stops on valid recall@10 (patience 5); no checkpoints unless `run_dir` is given.
+    The one MF-BPR behind "CF injection" in both the SID and the LLM family (their rows record
+    `inject_cf` = these settings). Early-stops on valid recall@10 (patience 5); no checkpoints unless
+    `run_dir` is given.
     """
     import tempfile
 
     from genrec.config import TrainConfig
-    from genrec.pipeline import seed_everything
 
     seed_everything(seed)
     n_users = len(split.train)
@@ -85,3 +117,11 @@ def fit_item_embeddings(split, n_items: int, dim: int, seed: int = 0, epochs: in
         model.fit(split, tcfg, run_dir or tmp, device=torch.device(device))
         emb = model.item_embeddings().cpu().numpy().astype(np.float32)
     return emb
+
+
+def mf_bpr_settings(dim: int, epochs: int, seed: int) -> dict:
+    """What a row records about the injected CF vectors."""
+    return {"model": "mf_bpr", "dim": dim, "max_epochs": epochs, "seed": seed, **MF_BPR_DEFAULTS}
+
+
+register_family(CFFamily())

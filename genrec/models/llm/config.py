@@ -29,10 +29,6 @@ class LLMConfig:
     max_train_users: int = 0  # reduced runs: train on the first N users (0 = all)
     targets_per_user: int = 0  # only the last N (history -> next) pairs of each user (0 = every position)
     steps_per_epoch: int = 0  # batches per train_loop "epoch" (0 = one pass over the examples)
-    max_valid_users: int = 200  # validation users for early stopping (0 = all)
-    # decoding
-    num_beams: int = 10
-    decode_batch_size: int = 32  # users per constrained beam search call
     # variants
     variant: Literal["plain", "cf_inject", "sid_tokens"] = "plain"
     cf_dim: int = 64  # cf_inject: CF item-embedding dimension

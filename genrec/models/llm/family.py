@@ -15,6 +15,8 @@ import numpy as np
 import torch
 
 from genrec.errors import ConfigError
+from genrec.family import Family, FamilyResult, register_family
+from genrec.models.llm.config import LLMConfig
 from genrec.models.llm.model import LLMRec, CFProjector, add_sid_tokens, load_base, resolve_model_path, \
     token_embedding_scale, wrap_lora
 from genrec.models.llm.prompts import build_codec, training_examples, unique_titles
@@ -27,26 +29,22 @@ def check_config(cfg) -> None:
     lc = cfg.llm
     if lc.history_items < 1:
         raise ConfigError(f"llm.history_items: must be >= 1, got {lc.history_items}")
-    if lc.num_beams < max(cfg.eval.ks):
-        raise ConfigError(f"llm.num_beams={lc.num_beams} < max(eval.ks)={max(cfg.eval.ks)}: beam search returns "
-                          f"at most num_beams items; raise llm.num_beams or set eval.ks (e.g. [5, 10])")
-    if lc.num_beams < 10:
-        raise ConfigError(f"llm.num_beams={lc.num_beams}: validation uses recall@10, needs >= 10 beams")
+    beams = cfg.decode.num_beams
+    if beams < max(cfg.eval.ks):
+        raise ConfigError(f"decode.num_beams={beams} < max(eval.ks)={max(cfg.eval.ks)}: beam search returns "
+                          f"at most num_beams items; raise decode.num_beams or set eval.ks (e.g. [5, 10])")
+    if beams < 10:
+        raise ConfigError(f"decode.num_beams={beams}: validation uses recall@10, needs >= 10 beams")
     if lc.max_title_tokens < 1:
         raise ConfigError(f"llm.max_title_tokens: must be >= 1, got {lc.max_title_tokens}")
 
 
 def autocast_dtype(cfg, device: torch.device) -> torch.dtype | None:
-    """Decode under the same autocast as training: CUDA with auto/bf16/fp16, CPU only with bf16 asked for
-    (train_loop's `auto` stays fp32 on CPU; CPUs with avx512_bf16/AMX run bf16 matmuls several times faster)."""
-    mp = cfg.train.mixed_precision
-    if mp == "no":
-        return None
-    if device.type == "cuda":
-        if mp == "fp16":
-            return torch.float16
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else None
-    return torch.bfloat16 if mp == "bf16" else None
+    """Decode under the same autocast as training (genrec.runtime.resolve_precision decides both)."""
+    from genrec.runtime import resolve_precision
+
+    mp = resolve_precision(cfg.train.mixed_precision, device)
+    return {"bf16": torch.bfloat16, "fp16": torch.float16}.get(mp)
 
 
 def sid_token_ids(ctx, tok, base) -> tuple[np.ndarray, list[int], dict]:
@@ -125,8 +123,8 @@ def batch_stream(codec, hist: np.ndarray, tgt: np.ndarray, batch_size: int, step
 
 def run(ctx):
     from genrec.eval.evaluate import evaluate
-    from genrec.pipeline import FamilyResult
-    from genrec.train import count_params, peak_memory_mb, train_loop
+    from genrec.runtime import count_params, peak_memory_mb
+    from genrec.train import train_loop
 
     cfg, lc = ctx.cfg, ctx.cfg.llm
     check_config(cfg)
@@ -140,12 +138,12 @@ def run(ctx):
     make_batches = batch_stream(codec, hist, tgt, bs, lc.steps_per_epoch, cfg.run.seed,
                                 lc.variant == "cf_inject", counter)
     ac = autocast_dtype(cfg, ctx.device)
-    valid = ctx.split.valid.head(lc.max_valid_users)
+    valid = ctx.split.valid.head(cfg.decode.valid_users)
     holder: dict = {}
 
     def validate(model) -> float:
         if "r" not in holder or holder["r"].rec is not model:
-            holder["r"] = LLMRecommender(model, codec, lc.num_beams, lc.decode_batch_size, ac)
+            holder["r"] = LLMRecommender(model, codec, cfg.decode.num_beams, cfg.decode.batch_size, ac)
         m = evaluate(holder["r"], valid, ctx.data.n_items, [10], cfg.eval.exclude_history, cfg.eval.batch_size)
         return m["recall@10"]
 
@@ -156,7 +154,8 @@ def run(ctx):
                      desc=f"llm-{lc.variant}")
     rec = rec.to(ctx.device).eval()
     adapter = rec.save_adapter(ctx.run_dir / "adapter", lc, tok if lc.variant == "sid_tokens" else None)
-    recommender = LLMRecommender(rec, codec, lc.num_beams, lc.decode_batch_size, ac, progress=cfg.train.progress)
+    recommender = LLMRecommender(rec, codec, cfg.decode.num_beams, cfg.decode.batch_size, ac,
+                                 progress=cfg.train.progress)
     params = count_params(rec)
     now_s = res.train_time_s - res.resumed_time_s  # throughput of the epochs trained in this process
     info.update(tokens_per_s=round(counter["tokens"] / now_s, 1) if counter["tokens"] and now_s > 0 else None,
@@ -166,3 +165,25 @@ def run(ctx):
                 valid_users=len(valid), adapter=str(adapter),
                 history=[{k: (round(v, 5) if isinstance(v, float) else v) for k, v in h.items()} for h in res.history])
     return FamilyResult(model=recommender, params=params, extra=info, train_time_s=res.train_time_s)
+
+
+class LLMFamily(Family):
+    name = "llm"
+    sections = {"llm": LLMConfig}
+    models = ("lora",)
+    axis_columns = ("llm_model", "lora_rank", "llm_variant")
+    size_axes = frozenset({"llm_model"})
+    numeric_axes = frozenset({"lora_rank"})
+
+    def check(self, cfg) -> None:
+        super().check(cfg)
+        check_config(cfg)
+
+    def axes(self, cfg) -> dict:
+        return dict(llm_model=cfg.llm.model, lora_rank=cfg.llm.lora_rank, llm_variant=cfg.llm.variant)
+
+    def run(self, ctx) -> FamilyResult:
+        return run(ctx)
+
+
+register_family(LLMFamily())

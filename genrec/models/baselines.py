@@ -1,8 +1,10 @@
-"""Popularity and random baselines, scored through the same protocol as every model."""
+"""The `baseline` family: popularity and random, scored through the same protocol as every model."""
 from __future__ import annotations
 
 import numpy as np
 import torch
+
+from genrec.family import Family, FamilyResult, register_family
 
 
 class Popularity:
@@ -38,15 +40,16 @@ class RandomScores:
 BASELINES = {"popularity": Popularity, "random": RandomScores}
 
 
-def run_baseline(ctx):
-    """Family entry point: `run.model` is popularity or random."""
-    from genrec.errors import ConfigError
-    from genrec.pipeline import FamilyResult
+class BaselineFamily(Family):
+    name = "baseline"
+    models = tuple(BASELINES)
 
-    name = ctx.cfg.run.model
-    if name not in BASELINES:
-        raise ConfigError(f"run.model: unknown baseline {name!r} (known: {', '.join(BASELINES)})")
-    cls = BASELINES[name]
-    model = cls(ctx.data.n_items) if name == "popularity" else cls(ctx.data.n_items, ctx.cfg.run.seed)
-    model.fit(ctx.split)
-    return FamilyResult(model, {"params_total": 0, "params_non_embedding": 0, "params_trainable": 0})
+    def run(self, ctx) -> FamilyResult:
+        name = ctx.cfg.run.model
+        model = Popularity(ctx.data.n_items) if name == "popularity" else RandomScores(ctx.data.n_items,
+                                                                                        ctx.cfg.run.seed)
+        model.fit(ctx.split)
+        return FamilyResult(model, {"params_total": 0, "params_non_embedding": 0, "params_trainable": 0})
+
+
+register_family(BaselineFamily())

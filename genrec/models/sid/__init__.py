@@ -1,0 +1,1 @@
+"""The SID-based generative recommendation family (item text -> SIDs -> a Transformer over SIDs)."""

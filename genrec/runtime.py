@@ -1,0 +1,78 @@
+"""Runtime helpers every layer may use: device, precision, seeding, parameter counts, peak memory.
+
+This module imports nothing from genrec except errors, so any module (data, models, the trainer, the
+pipeline) can use it without pulling in the layers above.
+"""
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import torch
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """'auto' = the first CUDA device when there is one, else the CPU; anything else as torch reads it."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def device_name(device: torch.device) -> str:
+    return torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
+
+
+def cpu_has_native_bf16() -> bool:
+    """True on x86 CPUs with AVX512-BF16 or AMX (native bf16 matmuls); elsewhere bf16 is emulated and slow."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = next((line for line in f if line.startswith("flags")), "")
+    except OSError:
+        return False
+    words = set(flags.split())
+    return "avx512_bf16" in words or "amx_bf16" in words
+
+
+def resolve_precision(requested: str, device: torch.device) -> str:
+    """The mixed precision actually used: 'auto' picks bf16 only where the hardware has it.
+
+    CUDA: bf16 when the GPU supports it. CPU: bf16 only with AVX512-BF16 / AMX (on an AVX2-only CPU a
+    bf16 matmul is ~60x slower than fp32), else 'no'. An explicit bf16/fp16/no is kept as asked.
+    """
+    if requested != "auto":
+        return requested
+    if device.type == "cuda":
+        return "bf16" if torch.cuda.is_bf16_supported() else "no"
+    if device.type == "cpu":
+        return "bf16" if cpu_has_native_bf16() else "no"
+    return "no"
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def count_params(model: torch.nn.Module) -> dict:
+    """Total, non-embedding and trainable parameter counts; tied embedding tables count once."""
+    seen: dict[int, torch.nn.Parameter] = {}
+    for p in model.parameters():  # parameters() already yields a tied tensor once
+        seen[id(p)] = p
+    total = sum(p.numel() for p in seen.values())
+    trainable = sum(p.numel() for p in seen.values() if p.requires_grad)
+    emb = sum({id(m.weight): m.weight.numel() for m in model.modules() if isinstance(m, torch.nn.Embedding)}.values())
+    return {"params_total": int(total), "params_non_embedding": int(total - emb),
+            "params_trainable": int(trainable)}
+
+
+def peak_memory_mb(device: torch.device) -> float:
+    """Peak allocated CUDA memory, or the process's peak resident set size on the CPU (MiB)."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    try:
+        import resource
+
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+    except Exception:  # noqa: BLE001
+        return float("nan")

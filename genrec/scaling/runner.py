@@ -1,0 +1,316 @@
+"""The sweep runner: expand a sweep file, plan, skip finished points, run the rest, append rows.
+
+    genrec sweep [--sweep configs/sweeps/X.yaml] [--set k=v] [--only 'cf-*'] [--shard 0/4] [--dry-run]
+                 [--force] [--out runs/X.csv]
+    accelerate launch benchmarks/scale.py ...     # the same, each launched process a worker
+
+Launched with several processes, each process runs every n-th point on its own (points are split by
+rank, not data-parallel); --shard splits the list across machines or jobs the same way. A point whose
+run id already has an ok row in the CSV is skipped unless --force; a killed sweep resumes where it
+stopped (training resumes from runs/<run_id>/checkpoint). A failing point gets a status=failed row.
+Two sweeps started on the same points train each point once: a point holds a lock in its run folder
+while it runs, and the other process waits for it, then finds the row and skips.
+"""
+from __future__ import annotations
+
+import argparse
+import fcntl
+import logging
+import os
+import sys
+import time
+import traceback
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+DEFAULT_SWEEP = REPO / "configs" / "sweeps" / "quickstart.yaml"
+log = logging.getLogger("genrec")
+_RANK, _WORLD = 0, 1
+_ISOLATED = False
+
+
+def isolate_rank() -> tuple[int, int]:
+    """Under `accelerate launch`, make this process an independent worker on its own GPU.
+
+    Call before torch initialises CUDA. Returns (rank, world size) and clears the process-group
+    variables so that each worker trains its points alone.
+    """
+    global _RANK, _WORLD, _ISOLATED
+    if _ISOLATED:
+        return _RANK, _WORLD
+    _ISOLATED = True
+    rank = int(os.environ.get("RANK", "0") or 0)
+    world = int(os.environ.get("WORLD_SIZE", "1") or 1)
+    local = int(os.environ.get("LOCAL_RANK", "0") or 0)
+    if world > 1:
+        for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "GROUP_RANK", "ROLE_RANK",
+                  "ROLE_WORLD_SIZE", "PMI_SIZE", "OMPI_COMM_WORLD_SIZE"):
+            os.environ.pop(k, None)
+        vis = os.environ.get("CUDA_VISIBLE_DEVICES")
+        if vis:
+            ids = [x for x in vis.split(",") if x.strip()]
+            os.environ["CUDA_VISIBLE_DEVICES"] = ids[local % len(ids)]
+        elif os.path.exists("/dev/nvidia0"):
+            os.environ["CUDA_VISIBLE_DEVICES"] = str(local)
+    _RANK, _WORLD = rank, world
+    return rank, world
+
+
+def build_parser(ap: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
+    ap = ap or argparse.ArgumentParser(description="Run a genrec scaling sweep (see configs/sweeps/).")
+    ap.add_argument("--sweep", default="", help=f"sweep YAML (default: {DEFAULT_SWEEP.relative_to(REPO)})")
+    ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                    help="override a config value in every point (repeatable)")
+    ap.add_argument("--only", default="", help="comma-separated point-name globs or block names")
+    ap.add_argument("--shard", default="0/1", help="run the i-th of n slices of the point list (0-based i/n)")
+    ap.add_argument("--dry-run", action="store_true", help="print the plan and stop")
+    ap.add_argument("--force", action="store_true", help="rerun points that already have an ok row")
+    ap.add_argument("--out", default="", help="CSV to append to (default: runs/<sweep name>.csv)")
+    ap.add_argument("--metric", default="recall@10", help="metric for the closing table and plot")
+    ap.add_argument("--no-plot", action="store_true")
+    ap.add_argument("-v", "--verbose", action="store_true")
+    return ap
+
+
+class _PointLog:
+    """Send every log record to runs/<run_id>/run.log while a point runs."""
+
+    def __init__(self, path: Path):
+        self.handler = logging.FileHandler(path)
+        self.handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+
+    def __enter__(self):
+        logging.getLogger().addHandler(self.handler)
+        self.old = log.level
+        if log.getEffectiveLevel() > logging.INFO:  # the run log always gets genrec's INFO lines
+            log.setLevel(logging.INFO)
+        return self
+
+    def __exit__(self, *exc):
+        log.setLevel(self.old)
+        logging.getLogger().removeHandler(self.handler)
+        self.handler.close()
+
+
+def _plan_line(p, status: str) -> str:
+    c = p.cfg
+    fam = f"{c.run.family}/{c.run.model}"
+    return f"  {status:8s} {p.name:40s} {fam:22s} {p.run_id}"
+
+
+def check_points(points) -> None:
+    """Run each point's family `check(cfg)` (genrec.family registry) before any training."""
+    from genrec.errors import ConfigError
+    from genrec.family import get_family
+
+    for p in points:
+        try:
+            get_family(p.cfg.run.family).check(p.cfg)
+        except ConfigError as e:
+            raise ConfigError(f"point {p.name}: {e}") from None
+
+
+def _load(cfg, cache: dict):
+    """Load and split data once per distinct data section (the last one is kept)."""
+    from genrec.config import config_hash
+    from genrec.pipeline import prepare
+
+    key = config_hash(cfg.data)
+    if key not in cache:
+        cache.clear()
+        cache[key] = prepare(cfg)
+    return cache[key]
+
+
+def run_points(points, out: Path, sweep_name: str, force: bool = False, progress: bool = True) -> dict:
+    """Run the given points in order, appending a row each; returns counts by outcome."""
+    from tqdm.auto import tqdm
+
+    from genrec.scaling.leaderboard import done_run_ids
+
+    counts = {"ok": 0, "failed": 0, "skipped": 0}
+    cache: dict = {}
+    job = job_token()
+    bar = tqdm(points, desc=f"sweep {sweep_name}", unit="point", disable=not progress, position=0)
+    for p in bar:
+        bar.set_postfix_str(p.name)
+        if not force and p.run_id in done_run_ids(out):  # re-read: another process may have done it
+            counts["skipped"] += 1
+            continue
+        run_dir = Path(p.cfg.run.output_dir) / p.run_id
+        run_dir.mkdir(parents=True, exist_ok=True)
+        with point_lock(run_dir, p.name):
+            if not force and p.run_id in done_run_ids(out):  # finished by the process we waited for
+                counts["skipped"] += 1
+                continue
+            status = _run_one(p, run_dir, out, sweep_name, cache, job)
+        counts[status] += 1
+    return counts
+
+
+class point_lock:
+    """An exclusive flock on <run_dir>/.lock while a point runs; a second process waits for it."""
+
+    def __init__(self, run_dir: Path, name: str):
+        self.path, self.name = run_dir / ".lock", name
+
+    def __enter__(self):
+        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            from tqdm.auto import tqdm
+
+            tqdm.write(f"point {self.name}: another process is running it; waiting for it to finish")
+            fcntl.flock(self.fd, fcntl.LOCK_EX)
+        return self
+
+    def __exit__(self, *exc):
+        fcntl.flock(self.fd, fcntl.LOCK_UN)
+        os.close(self.fd)
+
+
+def _run_one(p, run_dir: Path, out: Path, sweep_name: str, cache: dict, job: str) -> str:
+    """Train and evaluate one point under its run log; append its row; returns 'ok' or 'failed'."""
+    from tqdm.auto import tqdm
+
+    from genrec.pipeline import run_point
+    from genrec.scaling.leaderboard import append_row, make_row
+
+    prior = sorted(str(x.relative_to(run_dir)) for x in run_dir.rglob("train_state.json"))
+    t0 = time.perf_counter()
+    with _PointLog(run_dir / "run.log"):
+        log.info("sweep %s point %s run_id %s (%s/%s)", sweep_name, p.name, p.run_id, p.cfg.run.family,
+                 p.cfg.run.model)
+        if prior:
+            log.info("point %s resumes: found %s from an earlier attempt", p.name, ", ".join(prior))
+            tqdm.write(f"point {p.name}: resuming (found {', '.join(prior)} in {run_dir})")
+        try:
+            data, split = _load(p.cfg, cache)
+            res = run_point(p.cfg, data, split)
+            status = "ok"
+        except (KeyboardInterrupt, SystemExit):
+            raise
+        except Exception as e:  # noqa: BLE001 - one failing point must not stop the sweep
+            log.error("point %s failed:\n%s", p.name, traceback.format_exc())
+            msg = f"{type(e).__name__}: {e}".splitlines()[0][:500]
+            res = {"run_id": p.run_id, "extra": {"error": msg}, "train_time_s": time.perf_counter() - t0}
+            status = "failed"
+            tqdm.write(f"point {p.name} FAILED: {msg} (log: {run_dir / 'run.log'})")
+    res.setdefault("extra", {})
+    res["extra"] = {**res["extra"], "wall_s": round(time.perf_counter() - t0, 2), "job": job}
+    if prior:
+        res["extra"]["resumed"] = prior
+    append_row(out, make_row(p.cfg, res, sweep=sweep_name, point=p.name, status=status))
+    if status == "ok":
+        m = res["metrics"]
+        tqdm.write(f"point {p.name}: recall@10={m.get('recall@10', float('nan')):.4f} "
+                   f"ndcg@10={m.get('ndcg@10', float('nan')):.4f} ({res['extra']['wall_s']:.1f}s)")
+    return status
+
+
+def job_token() -> str:
+    """Same for every process of one launch on this machine: host, launcher pid and its start time."""
+    import socket
+
+    ppid = os.getppid()
+    try:
+        start = Path(f"/proc/{ppid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        start = "?"
+    return f"{socket.gethostname()}:{ppid}:{start}"
+
+
+def _wait_for(out: Path, run_ids: set, poll_s: float = 5.0) -> None:
+    """Rank 0: wait until every other rank's planned point has a row from this launch (ok or failed)."""
+    import json
+
+    from genrec.scaling.leaderboard import read_rows
+
+    if not run_ids:
+        return
+    print(f"waiting for {len(run_ids)} point(s) on the other processes ...", flush=True)
+    token = job_token()
+    while True:
+        got = set()
+        for r in read_rows(out):
+            if r.get("status") == "ok":
+                got.add(r["run_id"])
+            elif '"job"' in (r.get("extra") or "") and json.loads(r["extra"]).get("job") == token:
+                got.add(r["run_id"])
+        if run_ids <= got:
+            return
+        time.sleep(poll_s)
+
+
+def main(argv: list[str] | None = None, prog: str = "genrec sweep") -> int:
+    """`genrec sweep` / `benchmarks/scale.py`: parse the arguments and run the sweep (exit status)."""
+    isolate_rank()
+    args = build_parser().parse_args(argv)
+    return run_sweep(args, prog)
+
+
+def run_sweep(args, prog: str = "genrec sweep") -> int:
+    from genrec.cli import setup_logging
+    from genrec.errors import GenrecError
+
+    setup_logging(args.verbose)
+    if not args.verbose:  # per-epoch lines go to runs/<run_id>/run.log; the console keeps the bars
+        for h in logging.getLogger().handlers:
+            h.setLevel(logging.WARNING)
+    os.environ.setdefault("GENREC_OFFLINE", "1")
+    try:
+        return _run(args)
+    except GenrecError as e:
+        print(f"{prog}: error: {e}", file=sys.stderr)
+        return 2
+
+
+def _run(args) -> int:
+    from genrec.scaling.leaderboard import done_run_ids
+    from genrec.scaling.sweep import load_sweep, parse_shard, select, shard
+
+    t_start = time.perf_counter()
+    sweep_path = Path(args.sweep) if args.sweep else DEFAULT_SWEEP
+    sw = load_sweep(sweep_path, args.overrides)
+    if args.out:
+        out = Path(args.out)
+    else:  # runs/, never the committed benchmarks/results/ unless --out says so
+        out = REPO / "runs" / f"{sw.name}.csv"
+    i, n = parse_shard(args.shard)
+    chosen = shard(select(sw.points, args.only), i, n)
+    done = set() if args.force else done_run_ids(out)
+    mine = shard(chosen, _RANK, _WORLD)
+    if _RANK == 0:
+        print(f"sweep {sw.name} ({sweep_path}): {len(sw.points)} points"
+              + (f", {len(sw.duplicates)} duplicate(s) dropped" if sw.duplicates else "")
+              + f"; this job: {len(chosen)} (shard {i}/{n}), {_WORLD} process(es) -> {out}")
+        for j, p in enumerate(chosen):
+            st = "done" if p.run_id in done else f"run@{j % _WORLD}" if _WORLD > 1 else "run"
+            print(_plan_line(p, st))
+    check_points(chosen)
+    if args.dry_run:
+        return 0
+    counts = run_points(mine, out, sw.name, force=args.force)
+    print(f"[rank {_RANK}] ran {counts['ok']} ok, {counts['failed']} failed, skipped {counts['skipped']} "
+          f"already done, in {time.perf_counter() - t_start:.1f}s", flush=True)
+    if _RANK != 0:
+        return 0
+    others = {p.run_id for j, p in enumerate(chosen) if j % _WORLD != 0 and (args.force or p.run_id not in done)}
+    _wait_for(out, others)
+    from genrec.scaling.report import print_fits, print_leaderboard
+
+    print()
+    print_leaderboard(out, metric=args.metric, sweep=sw.name)
+    print_fits(out, metric=args.metric, sweep=sw.name)
+    if not args.no_plot:
+        try:
+            from genrec.scaling.plots import plot_file
+
+            for png in plot_file(out, metric=args.metric):
+                print(f"plot: {png}")
+        except Exception as e:  # noqa: BLE001 - a plot must not lose the finished sweep
+            print(f"plot failed: {type(e).__name__}: {e}", file=sys.stderr)
+    print(f"sweep {sw.name}: total wall time {time.perf_counter() - t_start:.1f}s -> {out}")
+    return 0
+
