@@ -33,13 +33,19 @@ class RunConfig:
 @dataclass
 class DataConfig:
     source: Literal["ml-100k", "ml-1m", "csv", "parquet", "jsonl", "amazon", "synthetic"] = "ml-100k"
+    name: str = ""  # dataset name in rows and logs for csv/parquet/jsonl/amazon ("" = the source)
     path: str = ""  # file (or directory) for csv/parquet/jsonl/amazon sources
     item_path: str = ""  # item-metadata file for csv/parquet/jsonl/amazon sources
     user_col: str = "user_id"
     item_col: str = "item_id"
-    time_col: str = "timestamp"
+    time_col: str | None = "timestamp"  # null / "" = no time column (needs order: file)
+    order: Literal["time", "file"] = "time"  # file: the row order of the interactions file is the time
+    bad_rows: Literal["error", "drop"] = "error"  # bad rows (empty/unreadable/out-of-range time, cut-off line)
+    delimiter: str = ""  # CSV field separator ("" = tab for .tsv/.tab, else comma; "tab" = a tab)
+    encoding: str = "utf-8"  # text encoding of CSV / JSON Lines files
     rating_col: str = ""  # optional; used only with min_rating
     item_text_cols: list[str] = field(default_factory=lambda: ["title"])
+    min_text_share: float = 0.5  # error when fewer items have a text (with an item file; 0 = off)
     min_rating: float = 0.0  # keep interactions with rating >= this (0 = keep all)
     kcore: int = 0  # iterative k-core on users and items (0 = off)
     min_user_interactions: int = 3  # users with fewer are dropped (and counted): LOO needs 3
@@ -312,13 +318,17 @@ def _diff(d: dict, base: dict) -> dict:
     return out
 
 
-def run_id(cfg: "Config") -> str:
-    """Hash of the settings that change the result, taken as their difference from the defaults.
+def run_id(cfg: "Config", data_fingerprint: str = "") -> str:
+    """Hash of the settings that change the result, taken as their difference from the defaults,
+    and of the data's content fingerprint when given (edited data never resumes an old model).
 
     Output paths, labels and speed knobs are left out, and a newly added config field (at its
     default) leaves every existing run id unchanged.
     """
-    return config_hash(_diff(result_settings(cfg), result_settings(Config())))
+    d = _diff(result_settings(cfg), result_settings(Config()))
+    if data_fingerprint:
+        d["_data_fingerprint"] = data_fingerprint
+    return config_hash(d)
 
 
 def deep_merge(base: dict, update: dict) -> dict:
@@ -355,14 +365,19 @@ def parse_override(text: str) -> dict:
 
 
 def read_yaml_mapping(path: str | Path, what: str = "config") -> dict:
-    """A YAML file whose top level is a mapping, or a one-line ConfigError naming the file."""
+    """A YAML file whose top level is a mapping, or a one-line ConfigError naming the file (and line)."""
     p = Path(path)
     if not p.is_file():
         raise ConfigError(f"{what} file not found: {p}")
     try:
         data = yaml.safe_load(p.read_text()) or {}
     except yaml.YAMLError as e:
-        raise ConfigError(f"{p}: not valid YAML ({str(e).splitlines()[0]})") from None
+        mark = getattr(e, "problem_mark", None)
+        where = f"{p}:{mark.line + 1}:{mark.column + 1}" if mark is not None else str(p)
+        why = " ".join(x for x in (getattr(e, "context", None), getattr(e, "problem", None)) if x)
+        raise ConfigError(f"{where}: not valid YAML ({why or str(e).splitlines()[0]})") from None
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{p}: not UTF-8 text (byte {e.start})") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{p}: top level must be a mapping")
     return data

@@ -37,7 +37,7 @@ def run_point(cfg: Config, data: RecData | None = None, split: Split | None = No
     seed_everything(cfg.run.seed)
     if data is None or split is None:
         data, split = prepare(cfg)
-    rid = run_id(cfg)
+    rid = run_id(cfg, data.fingerprint())
     run_dir = Path(cfg.run.output_dir) / rid
     run_dir.mkdir(parents=True, exist_ok=True)
     device = resolve_device(cfg.run.device)

@@ -134,3 +134,19 @@ def test_two_sweeps_on_the_same_points_run_each_point_once(toy_family, tmp_path)
         assert p.exitcode == 0
     rows = read_rows(out)
     assert len(rows) == 9 and len({r["run_id"] for r in rows}) == 9  # each point trained and written once
+
+
+def test_edited_data_gets_a_new_run_id(tmp_path, make_cfg):
+    """The run identity includes the data's content: editing your own file never resumes or skips on
+    a model trained on the old data."""
+    from genrec.data import load_data
+    from genrec.config import run_id
+
+    f = tmp_path / "inter.csv"
+    rows = [f"{u},{i},{t}" for u in range(6) for t, i in enumerate(range(u, u + 5))]
+    f.write_text("user_id,item_id,timestamp\n" + "\n".join(rows) + "\n")
+    cfg = make_cfg("data.source=csv", f"data.path={f}", "data.item_text_cols=[]")
+    before = run_id(cfg, load_data(cfg.data).fingerprint())
+    f.write_text("user_id,item_id,timestamp\n" + "\n".join(rows[:-1] + ["5,0,99"]) + "\n")
+    after = run_id(cfg, load_data(cfg.data).fingerprint())
+    assert before != after and run_id(cfg) not in (before, after)

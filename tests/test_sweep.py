@@ -140,18 +140,22 @@ runs:
     set: {{run.family: baseline, run.model: random}}
     seeds: [0, 1]
   - name: bad
-    set: {{run.family: baseline, run.model: nosuch}}
+    set: {{run.family: llm, run.model: lora, llm.model: {tmp_path / 'no-such-model'}, eval.ks: [5, 10]}}
 """)
     out = tmp_path / "lb.csv"
     scale = _scale()
+    bad_model = _write(tmp_path, p.read_text().replace("run.model: popularity", "run.model: nosuch"), "bad.yaml")
+    assert scale.main(["--sweep", str(bad_model), "--out", str(out), "--no-plot"]) == 2  # checked before any run
+    assert "point pop-s0: run.model: unknown baseline model 'nosuch'" in capsys.readouterr().err
+    assert not out.exists()
     assert scale.main(["--sweep", str(p), "--out", str(out), "--no-plot"]) == 0
     rows = read_rows(out)
     assert [r["point"] for r in rows] == ["pop-s0", "rand-s0", "rand-s1", "bad-s0"]
     assert [r["status"] for r in rows] == ["ok", "ok", "ok", "failed"]
-    assert "unknown baseline 'nosuch'" in json.loads(rows[3]["extra"])["error"]
+    assert "no-such-model" in json.loads(rows[3]["extra"])["error"]
     assert all(r["sweep"] == "smoke" for r in rows) and float(rows[0]["recall@10"]) > float(rows[1]["recall@10"])
     log = (tmp_path / "runs" / rows[3]["run_id"] / "run.log").read_text()
-    assert "Traceback" in log and "nosuch" in log
+    assert "Traceback" in log and "no-such-model" in log
     text = capsys.readouterr().out
     assert "failed: 1 row(s): bad-s0" in text and "popularity" in text
     # a rerun skips the ok points and retries only the failed one

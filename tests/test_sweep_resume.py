@@ -117,6 +117,9 @@ runs:
     import toyfam  # noqa: F401 - registers the toy family in this process too
 
     toy = [p for p in load_sweep(sweep).points if p.block == "toy"][0]
+    from genrec.scaling.runner import bind_data
+
+    bind_data([toy], {})  # the run folder is named by config + data fingerprint
     state = tmp_path / "runs" / toy.run_id / "rec" / "train_state.json"
     cmd = [sys.executable, str(driver), "--sweep", str(sweep), "--out", str(out), "--no-plot"]
     env = {**os.environ, "GENREC_OFFLINE": "1"}

@@ -110,6 +110,19 @@ def check_points(points) -> None:
             raise ConfigError(f"point {p.name}: {e}") from None
 
 
+def bind_data(points, cache: dict) -> None:
+    """Give each point its full run id: config plus the content fingerprint of its data (each
+    distinct data section is loaded once; only the last one stays in memory)."""
+    from genrec.config import config_hash, run_id
+
+    fps: dict[str, str] = {}
+    for p in points:
+        key = config_hash(p.cfg.data)
+        if key not in fps:
+            fps[key] = _load(p.cfg, cache)[0].fingerprint()
+        p.run_id = run_id(p.cfg, fps[key])
+
+
 def _load(cfg, cache: dict):
     """Load and split data once per distinct data section (the last one is kept)."""
     from genrec.config import config_hash
@@ -122,14 +135,15 @@ def _load(cfg, cache: dict):
     return cache[key]
 
 
-def run_points(points, out: Path, sweep_name: str, force: bool = False, progress: bool = True) -> dict:
+def run_points(points, out: Path, sweep_name: str, force: bool = False, progress: bool = True,
+               cache: dict | None = None) -> dict:
     """Run the given points in order, appending a row each; returns counts by outcome."""
     from tqdm.auto import tqdm
 
     from genrec.scaling.leaderboard import done_run_ids
 
     counts = {"ok": 0, "failed": 0, "skipped": 0}
-    cache: dict = {}
+    cache = {} if cache is None else cache
     job = job_token()
     bar = tqdm(points, desc=f"sweep {sweep_name}", unit="point", disable=not progress, position=0)
     for p in bar:
@@ -279,6 +293,9 @@ def _run(args) -> int:
         out = REPO / "runs" / f"{sw.name}.csv"
     i, n = parse_shard(args.shard)
     chosen = shard(select(sw.points, args.only), i, n)
+    cache: dict = {}
+    if not args.dry_run:  # a dry run plans without loading data: its ids lack the data fingerprint
+        bind_data(chosen, cache)
     done = set() if args.force else done_run_ids(out)
     mine = shard(chosen, _RANK, _WORLD)
     if _RANK == 0:
@@ -291,7 +308,7 @@ def _run(args) -> int:
     check_points(chosen)
     if args.dry_run:
         return 0
-    counts = run_points(mine, out, sw.name, force=args.force)
+    counts = run_points(mine, out, sw.name, force=args.force, cache=cache)
     print(f"[rank {_RANK}] ran {counts['ok']} ok, {counts['failed']} failed, skipped {counts['skipped']} "
           f"already done, in {time.perf_counter() - t_start:.1f}s", flush=True)
     if _RANK != 0:
