@@ -318,13 +318,17 @@ def _diff(d: dict, base: dict) -> dict:
     return out
 
 
-def run_id(cfg: "Config") -> str:
-    """Hash of the settings that change the result, taken as their difference from the defaults.
+def run_id(cfg: "Config", data_fingerprint: str = "") -> str:
+    """Hash of the settings that change the result, taken as their difference from the defaults,
+    and of the data's content fingerprint when given (edited data never resumes an old model).
 
     Output paths, labels and speed knobs are left out, and a newly added config field (at its
     default) leaves every existing run id unchanged.
     """
-    return config_hash(_diff(result_settings(cfg), result_settings(Config())))
+    d = _diff(result_settings(cfg), result_settings(Config()))
+    if data_fingerprint:
+        d["_data_fingerprint"] = data_fingerprint
+    return config_hash(d)
 
 
 def deep_merge(base: dict, update: dict) -> dict:
