@@ -1,19 +1,24 @@
 """From raw frames to a preprocessed `RecData` and a reproducible `Split`.
 
 Order of operations (each drop is counted in `RecData.stats` and logged):
-dedup exact rows -> min_rating -> k-core -> data_fraction (users) -> users with too few interactions
--> index users/items (sorted raw ids) -> per-user chronological order, ties kept in file order.
+empty ids -> bad rows (a broken last line, an empty / unreadable / out-of-range time: an error, or
+with data.bad_rows=drop a counted drop; see timecol.py) -> dedup exact rows -> min_rating -> k-core
+-> data_fraction (users) -> users with too few interactions -> index users/items (sorted raw ids)
+-> per-user chronological order, ties kept in file order.
 """
 from __future__ import annotations
 
 import hashlib
 import logging
+import re
 from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 
-from genrec.errors import DataError
+from genrec.data.itemtext import check_item_texts, item_texts
+from genrec.data.timecol import is_null, parse_times
+from genrec.errors import ConfigError, DataError
 
 log = logging.getLogger("genrec")
 
@@ -93,16 +98,29 @@ class Split:
 # ----------------------------------------------------------------------------- preprocessing
 
 
-def _numeric_time(col: pd.Series, where: str) -> np.ndarray:
-    num = pd.to_numeric(col, errors="coerce")
-    if num.notna().all():
-        return num.to_numpy(dtype=np.float64)
-    try:
-        dt = pd.to_datetime(col, errors="raise", utc=True)
-        return (dt - pd.Timestamp(0, tz="UTC")).dt.total_seconds().to_numpy()
-    except (ValueError, TypeError):
-        bad = col[num.isna()].iloc[0]
-        raise DataError(f"{where}: timestamp column has a non-numeric, non-date value {bad!r}") from None
+def _ids(col: pd.Series) -> pd.Series:
+    """Ids as strings; a null id (None / NaN in JSON or Parquet) becomes '' and is dropped as empty."""
+    return col.map(lambda v: "" if is_null(v) else str(v)).astype(str)
+
+
+def _bad_rows(df: pd.DataFrame, bad: pd.Series, locs: pd.Series | None, cfg, where: str,
+              stats: dict) -> pd.DataFrame:
+    """Rows with a reason: a DataError naming the first one, or with data.bad_rows=drop, a counted drop."""
+    mask = (bad != "").to_numpy()
+    if not mask.any():
+        return df
+    first = df.index[mask][0]
+    loc = locs[first] if locs is not None else f"row {int(first) + 1}"
+    value = df.loc[first, "timestamp"] if "timestamp" in df.columns else ""
+    shown = "" if bad[first].startswith("the last line") else f" (value {value!r})"
+    what = f"{loc}: {bad[first]}{shown}"
+    n = int(mask.sum())
+    if getattr(cfg, "bad_rows", "error") == "drop":
+        stats["dropped_bad_rows"] = n
+        log.warning("%s: dropped %d bad rows (data.bad_rows=drop); first: %s", where, n, what)
+        return df[~mask]
+    more = f" ({n - 1} more bad rows)" if n > 1 else ""
+    raise DataError(f"{where}: {what}{more}; fix the file, or set data.bad_rows=drop to drop bad rows (counted)")
 
 
 def _kcore(df: pd.DataFrame, k: int) -> pd.DataFrame:
@@ -115,33 +133,6 @@ def _kcore(df: pd.DataFrame, k: int) -> pd.DataFrame:
         df = df[keep]
 
 
-def item_texts(items: pd.DataFrame | None, item_ids: np.ndarray, template: str,
-               title_template: str = "{title}") -> tuple[list[str], list[str], int]:
-    """Render the text and title templates per item; items missing from the metadata fall back to their id."""
-    if items is None:
-        ids = [str(i) for i in item_ids]
-        return ids, ids, len(ids)
-    meta = items.drop_duplicates("item").set_index("item")
-    missing = 0
-    texts, titles = [], []
-    for iid in item_ids:
-        if iid in meta.index:
-            row = {k: ("" if pd.isna(v) else str(v)) for k, v in meta.loc[iid].items()}
-            row["item_id"] = str(iid)
-            row.setdefault("title", str(iid))
-            try:
-                texts.append(template.format(**row).strip())
-                titles.append(title_template.format(**row).strip() or str(iid))
-            except KeyError as e:
-                raise DataError(f"data.text_template / title_template use {{{e.args[0]}}}, which is not an "
-                                f"item column (columns: {', '.join(map(str, meta.columns))})") from None
-        else:
-            missing += 1
-            texts.append(str(iid))
-            titles.append(str(iid))
-    return texts, titles, missing
-
-
 def build_recdata(inter: pd.DataFrame, items: pd.DataFrame | None, cfg, name: str, source: str,
                   where: str = "") -> RecData:
     where = where or name
@@ -149,13 +140,22 @@ def build_recdata(inter: pd.DataFrame, items: pd.DataFrame | None, cfg, name: st
         raise DataError(f"{where}: no interactions")
     stats: dict = {"rows_read": int(len(inter))}
     df = inter.copy()
-    df["user"] = df["user"].astype(str)
-    df["item"] = df["item"].astype(str)
-    if (df["user"] == "").any() or (df["item"] == "").any():
-        n = int(((df["user"] == "") | (df["item"] == "")).sum())
-        stats["dropped_empty_ids"] = n
-        df = df[(df["user"] != "") & (df["item"] != "")]
-    df["ts"] = _numeric_time(df["timestamp"], where)
+    bad = df.pop("_bad") if "_bad" in df.columns else pd.Series("", index=df.index, dtype=object)
+    locs = df.pop("_loc") if "_loc" in df.columns else None
+    df["user"] = _ids(df["user"])
+    df["item"] = _ids(df["item"])
+    empty = ((df["user"] == "") | (df["item"] == "")) & (bad == "")
+    if empty.any():
+        stats["dropped_empty_ids"] = int(empty.sum())
+        df, bad = df[~empty], bad[~empty]
+    if getattr(cfg, "order", "time") == "file":
+        df["ts"] = np.arange(len(df), dtype=np.float64)  # the row order is the time
+    else:
+        sec, reasons, kind = parse_times(df["timestamp"])
+        df["ts"] = sec
+        bad = bad.where(bad != "", reasons)
+        stats["time_unit"] = kind
+    df = _bad_rows(df, bad, locs, cfg, where, stats)
     df["order"] = np.arange(len(df))  # file order: the stable tie-break
     if cfg.dedup:
         before = len(df)
@@ -198,6 +198,7 @@ def build_recdata(inter: pd.DataFrame, items: pd.DataFrame | None, cfg, name: st
     texts, titles, missing = item_texts(items, item_ids, cfg.text_template, cfg.title_template)
     if missing:
         stats["items_without_metadata"] = missing
+    check_item_texts(items, item_ids, texts, missing, cfg, where, stats)
     dropped = {k: v for k, v in stats.items() if k.startswith("dropped") and v}
     if dropped:
         log.info("%s: %s", name, ", ".join(f"{k}={v}" for k, v in dropped.items()))
@@ -265,8 +266,16 @@ def load_data(cfg) -> RecData:
         from genrec.data.amazon import load_amazon
 
         inter, items = load_amazon(cfg.path, cfg.item_path)
-        return build_recdata(inter, items, cfg, "amazon", cfg.path, where=cfg.path)
+        return build_recdata(inter, items, cfg, dataset_name(cfg), cfg.path, where=cfg.path)
     from genrec.data.tables import load_table_source
 
     inter, items = load_table_source(cfg)
-    return build_recdata(inter, items, cfg, src, cfg.path, where=cfg.path)
+    return build_recdata(inter, items, cfg, dataset_name(cfg), cfg.path, where=cfg.path)
+
+
+def dataset_name(cfg) -> str:
+    """`data.name` for the user's own data (csv/parquet/jsonl/amazon), else the source."""
+    name = getattr(cfg, "name", "") or cfg.source
+    if not re.fullmatch(r"[\w.+-]+", name):
+        raise ConfigError(f"data.name: {name!r} must be letters, digits and . _ + - only")
+    return name
