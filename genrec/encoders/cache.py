@@ -65,13 +65,31 @@ def _atomic_save(path: Path, arr: np.ndarray, meta: dict, texts: list[str]) -> N
 
 
 def _load(path: Path, n: int) -> np.ndarray | None:
+    """The cached array, or None (with a log line saying why) unless it is exactly what its metadata says:
+    float32, [n, dims] with dims from the `.json` beside it, every value finite."""
+    why = _check_entry(path, n)
+    if isinstance(why, str):
+        log.warning("embedding cache %s is not usable (%s); recomputing", path.name, why)
+        return None
+    return why
+
+
+def _check_entry(path: Path, n: int) -> np.ndarray | str:
     try:
-        arr = np.load(path)
-    except (OSError, ValueError):
-        return None
-    if arr.ndim != 2 or arr.shape[0] != n or arr.dtype != np.float32:
-        log.warning("embedding cache %s has shape %s, expected %d rows; re-encoding", path.name, arr.shape, n)
-        return None
+        meta = json.loads(path.with_suffix(".json").read_text())
+        dims = int(meta["dims"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return "its .json metadata is missing or unreadable"
+    try:
+        arr = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as e:
+        return f"unreadable: {type(e).__name__}"
+    if arr.dtype != np.float32:
+        return f"dtype {arr.dtype}, expected float32"
+    if arr.ndim != 2 or arr.shape != (n, dims):
+        return f"shape {arr.shape}, expected ({n}, {dims}) from its metadata"
+    if not np.isfinite(arr).all():
+        return "it holds NaN or inf"
     return arr
 
 
