@@ -13,7 +13,28 @@ import sys
 import time
 from pathlib import Path
 
-from genrec.errors import GenrecError
+from genrec.errors import ConfigError, GenrecError
+
+
+def is_tokenizer_folder(path: Path) -> bool:
+    """A folder written by SIDTokenizer.save_pretrained (its config.json names the genrec format)."""
+    from genrec.sid.tokenizer import FORMAT
+
+    try:
+        return json.loads((path / "config.json").read_text()).get("format") == FORMAT
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def check_save_target(dest: Path, overwrite: bool) -> None:
+    """--save replaces only an empty folder or a genrec tokenizer folder, unless --overwrite is given."""
+    if not dest.exists() or overwrite:
+        return
+    if dest.is_dir() and (not any(dest.iterdir()) or is_tokenizer_folder(dest)):
+        return
+    kind = "folder" if dest.is_dir() else "file"
+    raise ConfigError(f"--save {dest}: an existing {kind} that is not a genrec tokenizer folder; choose another "
+                      f"path, or add --overwrite to replace it")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -22,6 +43,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     ap.add_argument("--save", default="", help="also copy the tokenizer folder here (e.g. tokenizers/NAME)")
     ap.add_argument("--no-cache", action="store_true", help="train even when a cached tokenizer exists")
+    ap.add_argument("--overwrite", action="store_true",
+                    help="let --save replace an existing folder that is not a genrec tokenizer folder")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
     try:
@@ -31,6 +54,8 @@ def main(argv: list[str] | None = None) -> int:
         from genrec.sid.tokenizer import get_tokenizer, train_tokenizer
 
         cfg = load_config(args.config, args.overrides)
+        if args.save:
+            check_save_target(Path(args.save), args.overwrite)
         data = load_data(cfg.data)
         emb, info = encode_items(data, cfg.encoder, return_info=True)
         encoder_id = f"{info.get('model_id') or cfg.encoder.name}@{info.get('revision') or '?'}"
@@ -56,8 +81,9 @@ def main(argv: list[str] | None = None) -> int:
                   f"{[round(v, 4) for v in s['recon_loss_curve']]}  codes restarted: {s.get('codes_restarted')}")
         if args.save:
             dest = Path(args.save)
+            check_save_target(dest, args.overwrite)
             if dest.exists():
-                shutil.rmtree(dest)
+                shutil.rmtree(dest) if dest.is_dir() else dest.unlink()
             tok.save_pretrained(dest)
             size = sum(p.stat().st_size for p in dest.rglob("*") if p.is_file())
             print(f"  saved {dest} ({size / 1e6:.2f} MB)")

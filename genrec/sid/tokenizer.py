@@ -152,23 +152,23 @@ class SIDTokenizer:
 
     @classmethod
     def from_pretrained(cls, folder: str | Path) -> "SIDTokenizer":
+        """Load a saved folder; a missing, truncated or inconsistent file is a one-line DataError naming it."""
         from genrec.config import from_dict
 
         folder = Path(folder)
         if not (folder / "config.json").is_file():
             raise DataError(f"{folder}: not a SID tokenizer folder (no config.json)")
-        try:
-            cfg = json.loads((folder / "config.json").read_text())
-            stats = json.loads((folder / "stats.json").read_text())
-            arrays = load_file(str(folder / "codes.safetensors"))
-        except (OSError, ValueError) as e:
-            raise DataError(f"{folder}: unreadable SID tokenizer ({e})") from None
+        cfg = _read_part(folder / "config.json", lambda p: json.loads(p.read_text()))
+        stats = _read_part(folder / "stats.json", lambda p: json.loads(p.read_text()))
+        arrays = _read_part(folder / "codes.safetensors", lambda p: load_file(str(p)))
         if cfg.get("format") != FORMAT:
             raise DataError(f"{folder}/config.json: format {cfg.get('format')!r} is not {FORMAT!r}")
         if int(cfg.get("version", 0)) > VERSION:
             raise DataError(f"{folder}: tokenizer version {cfg['version']} is newer than this genrec ({VERSION})")
+        if not {"codes", "raw_codes"} <= set(arrays):
+            raise DataError(f"{folder}/codes.safetensors: lacks codes / raw_codes; {REMEDY}")
         sid_cfg = from_dict(SIDConfig, cfg["sid_config"], "sid")
-        quantizer = _load_quantizer(folder / "quantizer", sid_cfg.quantizer)
+        quantizer = _read_part(folder / "quantizer", lambda p: _load_quantizer(p, sid_cfg.quantizer))
         tok = cls(arrays["raw_codes"], quantizer, sid_cfg, cfg.get("seed", 0), stats, cfg.get("encoder_id", ""),
                   cfg.get("cache_key", ""), cfg.get("allow_collisions", False))
         if not np.array_equal(tok.codes, arrays["codes"]):
@@ -198,6 +198,20 @@ class SIDTokenizer:
         return (f"SIDTokenizer({self.quantizer_type} {self.levels}x{self.sid_config.codebook_size}, "
                 f"{self.n_items} items, vocab_sizes={self.vocab_sizes}, "
                 f"collision_rate={self.stats.get('collision_rate', 0):.4f})")
+
+
+REMEDY = "delete the folder and train it again (genrec tokenize ... --save FOLDER)"
+
+
+def _read_part(path: Path, read):
+    """read(path), with any failure (missing, truncated, not parseable) as one DataError naming the file."""
+    try:
+        return read(path)
+    except DataError as e:
+        raise DataError(f"{path}: unreadable ({e}); {REMEDY}") from None
+    except Exception as e:  # noqa: BLE001 - safetensors / transformers raise their own types
+        msg = str(e).strip().splitlines()[0][:160] if str(e).strip() else type(e).__name__
+        raise DataError(f"{path}: unreadable ({type(e).__name__}: {msg}); {REMEDY}") from None
 
 
 def _load_quantizer(folder: Path, kind: str):
@@ -286,10 +300,25 @@ def tokenizer_hash(embeddings: np.ndarray, sid_cfg: SIDConfig, seed: int, allow_
     return h.hexdigest()[:16]
 
 
+def _cached_tokenizer(folder: Path) -> SIDTokenizer | None:
+    """The cached tokenizer in `folder`, or None (the damaged folder removed, with a log line) to retrain."""
+    if not (folder / "stats.json").is_file():
+        return None
+    try:
+        tok = SIDTokenizer.from_pretrained(folder)
+    except (DataError, ConfigError) as e:
+        log.warning("SID tokenizer: cached %s is damaged (%s); removing it and training again", folder.name, e)
+        shutil.rmtree(folder, ignore_errors=True)
+        return None
+    log.info("SID tokenizer: cached %s", folder)
+    return tok
+
+
 def get_tokenizer(embeddings: np.ndarray, sid_cfg: SIDConfig, seed: int, encoder_id: str = "",
                   cache_key: str = "", allow_collisions: bool = False, progress: bool = True) -> SIDTokenizer:
     """Cached stage: load `sid_cfg.tokenizer_path` if set, else the cached folder for (config, embeddings),
-    else train and cache under `genrec.paths.cache_dir("tokenizers", <quantizer-LxK-hash>)`."""
+    else train and cache under `genrec.paths.cache_dir("tokenizers", <quantizer-LxK-hash>)`.
+    A damaged cached folder is retrained; a damaged `tokenizer_path` is a DataError naming the file."""
     if sid_cfg.tokenizer_path:
         path = Path(sid_cfg.tokenizer_path)
         if not path.is_dir():
@@ -304,9 +333,9 @@ def get_tokenizer(embeddings: np.ndarray, sid_cfg: SIDConfig, seed: int, encoder
     root = cache_dir("tokenizers")
     folder = root / f"{sid_cfg.quantizer}-{sid_cfg.levels}x{sid_cfg.codebook_size}-" \
                     f"{tokenizer_hash(embeddings, sid_cfg, seed, allow_collisions)}"
-    if (folder / "stats.json").is_file():
-        log.info("SID tokenizer: cached %s", folder)
-        return SIDTokenizer.from_pretrained(folder)
+    cached = _cached_tokenizer(folder)
+    if cached is not None:
+        return cached
     tok = train_tokenizer(embeddings, sid_cfg, seed, encoder_id, cache_key, allow_collisions, progress)
     tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=root))
     tok.save_pretrained(tmp)
