@@ -151,11 +151,32 @@ def append_row(path: str | Path, row: dict) -> None:
 
 
 def read_rows(path: str | Path) -> list[dict]:
+    """The rows of a leaderboard CSV. A torn last row (no line end, a field count other than the
+    header's, or a status that is not ok / failed) is ignored with a warning, never counted as a point."""
+    import logging
+
     path = Path(path)
     if not path.exists():
         return []
     with open(path, newline="") as f:
-        return list(csv.DictReader(f))
+        text = f.read()
+    records = list(csv.reader(io.StringIO(text)))
+    if not records:
+        return []
+    header, body = records[0], [r for r in records[1:] if r]
+    if body:
+        last, why = body[-1], ""
+        status = last[header.index("status")] if "status" in header and len(last) > header.index("status") else "ok"
+        if not text.endswith(("\n", "\r")):
+            why = "no line end"
+        elif len(last) != len(header):
+            why = f"{len(last)} fields, the header has {len(header)}"
+        elif status not in ("ok", "failed"):
+            why = f"status {status!r}"
+        if why:
+            logging.getLogger("genrec").warning("%s: ignoring a torn last row (%s); rerun that point", path, why)
+            body = body[:-1]
+    return [dict(zip(header, r + [""] * (len(header) - len(r)))) for r in body]
 
 
 def done_run_ids(path: str | Path) -> set[str]:
