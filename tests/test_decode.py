@@ -23,7 +23,7 @@ class ToyModel:
     def step(self, h, tok):
         return (h * 31 + tok + 1) % H
 
-    def search(self, users, trie, K, max_steps):
+    def search(self, users, trie, K, max_steps, exclude=None):
         users = torch.as_tensor(users)
 
         def step_fn(tokens, h):
@@ -31,7 +31,7 @@ class ToyModel:
             return self.W[h], h
 
         return constrained_beam_search(step_fn, None, len(users), trie, K, max_steps,
-                                       reorder_fn=lambda h, idx: h[idx])
+                                       reorder_fn=lambda h, idx: h[idx], exclude=exclude)
 
     def exhaustive(self, users, seqs):
         """[n_users, n_items] total log-prob of every item sequence (the ground truth)."""
@@ -166,3 +166,68 @@ def test_deterministic():
     a = m.search([1, 2, 3, 4], trie, K=10, max_steps=3)
     b = m.search([1, 2, 3, 4], trie, K=10, max_steps=3)
     assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+
+
+def _random_exclude(n_users, n_items, seed):
+    """Per-user banned sets of varied size, some leaving fewer than K items (or none)."""
+    rng = np.random.default_rng(seed)
+    sizes = [0, n_items // 3, n_items - 5, n_items - 1, n_items][:n_users]
+    return [rng.choice(n_items, size=s, replace=False) for s in sizes]
+
+
+def _masked_truth(truth, exclude):
+    t = truth.clone()
+    for u, ex in enumerate(exclude):
+        t[u, torch.as_tensor(ex, dtype=torch.long)] = float("-inf")
+    return t
+
+
+@pytest.mark.parametrize("kind", ["sid", "eos"])
+def test_exclusion_inside_search_equals_exhaustive_on_unseen(kind):
+    if kind == "sid":
+        seqs, V, steps = random_sids(40, 3, 5, seed=6).tolist(), 15, 3
+    else:
+        V = 9
+        seqs = variable_seqs(40, V, eos=V - 1, seed=7)
+        steps = max(len(s) for s in seqs)
+    trie = PrefixTrie.build(seqs, V)
+    model = ToyModel(V, seed=8)
+    users = [0, 3, 11, 5, 2]
+    exclude = _random_exclude(len(users), len(seqs), seed=9)
+    truth = _masked_truth(model.exhaustive(users, seqs), exclude)
+    allowed = torch.isfinite(truth).sum(1)
+    for K in (len(seqs), 8):
+        items, scores = model.search(users, trie, K, steps, exclude=exclude)
+        n = (items >= 0).sum(1)
+        assert torch.equal(n, allowed.clamp(max=K))  # min(K, unseen items) real items per user
+        for u, ex in enumerate(exclude):
+            row = items[u][items[u] >= 0].tolist()
+            assert not set(row) & set(np.asarray(ex).tolist()) and len(set(row)) == len(row)
+        if K == len(seqs):  # beams cover the catalogue: exactly the exhaustive ranking of unseen items
+            order = torch.sort(truth, dim=1, descending=True, stable=True)
+            real = torch.isfinite(order.values)
+            assert torch.equal(torch.where(real, order.indices, -1), items)
+        fin = torch.isfinite(scores)
+        assert torch.allclose(scores[fin], torch.gather(truth, 1, items.clamp(min=0))[fin], atol=1e-4)
+
+
+def test_banned_prefix_is_pruned_and_keeps_beams():
+    # items 0..3 share prefix 0; item 4 = [1, 0]. Banning 0..3 kills node "0": with one beam the search
+    # must still return item 4, though the model strongly prefers first token 0.
+    seqs = [[0, 0], [0, 1], [0, 2], [0, 3], [1, 0]]
+    trie = PrefixTrie.build(seqs, 4)
+    assert trie.items_under().tolist()[:3] == [5, 4, 1]
+    logits = torch.tensor([9.0, 0.0, 0.0, 0.0])
+
+    def step_fn(tokens, t):
+        return logits.expand(2, 4).clone(), t
+
+    items, _ = constrained_beam_search(step_fn, None, 2, trie, 1, 2, exclude=[np.arange(4), np.array([], int)])
+    assert items.tolist() == [[4], [0]]
+    from genrec.decode import BannedNodes
+
+    ban = BannedNodes.build(trie, [np.array([0, 1, 2, 3, 3, 99, -1]), None])
+    n0 = trie.advance(torch.tensor([0]), torch.tensor([0]))
+    assert ban.is_dead(torch.tensor([0, 1, 0]), torch.cat([n0, n0, torch.tensor([0])])).tolist() == [True, False, False]
+    with pytest.raises(ValueError, match="one per user"):
+        constrained_beam_search(step_fn, None, 2, trie, 1, 2, exclude=[np.arange(4)])

@@ -6,7 +6,7 @@ import numpy as np
 import torch
 
 from genrec.data.dataset import EvalSet
-from genrec.eval.evaluate import _drop_history, evaluate
+from genrec.eval.evaluate import evaluate
 from genrec.pipeline import run_point
 from genrec.scaling.leaderboard import columns, read_rows
 
@@ -20,11 +20,19 @@ class Fixed:
 
 
 class Lists:
+    """A recommend model with fixed ranked lists that honours `exclude` (as generative models do)."""
+
     def __init__(self, lists):
         self.l = torch.tensor(lists)
+        self.seen_exclude = []
 
-    def recommend(self, users, histories, k):
-        return self.l[users][:, :k]
+    def recommend(self, users, histories, k, exclude=None):
+        self.seen_exclude.append(exclude)
+        rows = self.l[users]
+        if exclude is not None:
+            rows = torch.stack([torch.cat([r[~torch.isin(r, torch.as_tensor(e))], torch.full((len(e),), -1)])[:len(r)]
+                                for r, e in zip(rows, exclude)])
+        return rows[:, :k]
 
 
 def test_history_exclusion_changes_rank():
@@ -36,25 +44,34 @@ def test_history_exclusion_changes_rank():
     assert on["exclude_history"] is True
 
 
-def test_target_in_history_is_never_masked():
-    es = EvalSet(np.array([0]), [np.array([2, 1])], np.array([2]))
-    r = evaluate(Fixed([[0.1, 0.8, 0.9, 0.0]]), es, 4, [1], exclude_history=True)
-    assert r["recall@1"] == 1.0 and r["target_in_history"] == 1
+def test_repeated_target_is_a_miss_with_exclusion_and_share_is_reported():
+    # users 0 and 2 have their target in the history; user 1 does not
+    es = EvalSet(np.array([0, 1, 2, 3]), [np.array([2, 1]), np.array([0]), np.array([3, 3]), np.array([], int)],
+                 np.array([2, 2, 3, 1]))
+    scores = [[0.1, 0.8, 0.9, 0.0], [0.1, 0.8, 0.9, 0.0], [0.0, 0.1, 0.2, 0.9], [0.0, 0.9, 0.2, 0.1]]
+    on = evaluate(Fixed(scores), es, 4, [1], exclude_history=True)
+    off = evaluate(Fixed(scores), es, 4, [1], exclude_history=False)
+    assert off["recall@1"] == 1.0  # every target ranks first without exclusion
+    assert on["recall@1"] == 0.5  # the two repeated targets are masked: misses
+    for r in (on, off):
+        assert r["target_in_history"] == 0.5 and r["target_in_history_n"] == 2
+        assert isinstance(r["target_in_history"], float)
+    lists = Lists([[2, 1, 0, 3], [2, 1, 0, 3], [3, 2, 1, 0], [1, 2, 3, 0]])
+    on_l = evaluate(lists, es, 4, [1], exclude_history=True)
+    assert on_l["recall@1"] == 0.5 and on_l["target_in_history"] == 0.5
+    assert evaluate(lists, es, 4, [1], exclude_history=False)["recall@1"] == 1.0
 
 
-def test_recommend_interface_and_invalid_rate():
+def test_recommend_models_get_the_histories_as_exclude():
     es = EvalSet(np.array([0, 1]), [np.array([3]), np.array([0])], np.array([1, 2]))
     m = Lists([[3, 1, 2], [7, 0, 2]])  # 7 is not an item (n_items=5)
     r = evaluate(m, es, 5, [1, 2, 3], exclude_history=True)
-    # user 0: [3,1,2] -> 3 dropped (history) -> [1,2]: hit at 1; user 1: 7 invalid, 0 dropped -> [7?]
-    assert r["recall@1"] == 0.5
-    assert r["invalid_rate"] == 1 / 6
-
-
-def test_drop_history_keeps_order():
-    top = np.array([[4, 2, 9, 1], [5, 6, 7, 8]])
-    out = _drop_history(top, [np.array([2, 1]), np.array([8])], np.array([1, 5]))
-    assert out.tolist() == [[4, 9, 1, -1], [5, 6, 7, -1]]
+    assert [e.tolist() for e in m.seen_exclude[0]] == [[3], [0]]
+    # user 0: [1, 2, -1]: hit at 1; user 1: [7, 2, -1]: hit at 2; 7 is invalid (1 of 4 returned items)
+    assert r["recall@1"] == 0.5 and r["recall@2"] == 1.0
+    assert r["invalid_rate"] == 1 / 4
+    off = evaluate(m, es, 5, [1, 2, 3], exclude_history=False)
+    assert m.seen_exclude[-1] is None and off["invalid_rate"] == 1 / 6 and off["recall@1"] == 0.0
 
 
 def test_popularity_beats_random_on_synthetic(make_cfg):

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from genrec.models.sid_data import PrefixExamples, pack_histories
+from genrec.models.sid_data import PrefixExamples, SequenceWindows, pack_histories
 from genrec.models.sid_rec import SIDRecModel
 
 TINY = dict(num_layers=2, num_decoder_layers=2, d_model=32, num_heads=2, d_kv=16, d_ff=64, dropout=0.0)
@@ -85,6 +85,36 @@ def test_cached_beam_scores_equal_teacher_forcing(arch):
 
 
 @pytest.mark.parametrize("arch", ["encoder_decoder", "decoder_only"])
+def test_recommend_excludes_inside_search_equals_exhaustive_on_unseen(arch):
+    """Ranking rule: exclude= bans items inside the beam search; lists are full (min(k, unseen items)) and,
+    with beams covering the catalogue, equal exhaustive scoring restricted to unseen items."""
+    codes = random_codes(30, 2, 6, seed=1)
+    torch.manual_seed(1)
+    model = SIDRecModel.from_codes(codes, [6, 6], None, arch=arch, max_history=4, num_beams=30,
+                                   decode_batch_size=2, **TINY).eval()
+    rng = np.random.default_rng(2)
+    histories = [rng.choice(30, size=s, replace=False) for s in (0, 3, 12, 29, 30)]
+    users = torch.arange(5)
+    hist = pack_histories(histories, 4)
+    full = model.item_logprob(users, hist, torch.arange(30).expand(5, -1))
+    for u, h in enumerate(histories):
+        full[u, torch.as_tensor(h, dtype=torch.long)] = float("-inf")
+    unseen = torch.isfinite(full).sum(1)
+    order = torch.sort(full, dim=1, descending=True, stable=True)
+    want = torch.where(torch.isfinite(order.values), order.indices, -1)
+    assert torch.equal(model.recommend(users, histories, 30, exclude=histories), want)
+    model.config.num_beams = 10
+    top = model.recommend(users, histories, 10, exclude=histories)
+    assert torch.equal((top >= 0).sum(1), unseen.clamp(max=10))
+    for row, h in zip(top.tolist(), histories):
+        real = [i for i in row if i >= 0]
+        assert len(set(real)) == len(real) and not set(real) & set(h.tolist())
+    assert torch.equal(top[:, 0], want[:, 0])  # the best unseen item is found with fewer beams here
+    plain = model.recommend(users, histories, 10)  # no exclusion: full lists, history items allowed
+    assert (plain >= 0).all()
+
+
+@pytest.mark.parametrize("arch", ["encoder_decoder", "decoder_only"])
 def test_family_beats_popularity_and_round_trips(make_cfg, fake_encoder, arch):
     from genrec.pipeline import run_point
 
@@ -105,7 +135,6 @@ def test_family_beats_popularity_and_round_trips(make_cfg, fake_encoder, arch):
     test = split_data(data, cfg.data).test.head(40)
     users = torch.as_tensor(test.users)
     loaded = SIDRecModel.from_pretrained(ex["model_dir"]).eval()
-    assert loaded.exclude_history  # default; the family sets it from eval.exclude_history
     torch.manual_seed(0)
     a = loaded.recommend(users, test.histories, 20)
     # resume: the same config again finds the finished checkpoint and does not retrain
@@ -149,8 +178,84 @@ def test_bad_configs_fail_clearly(make_cfg, fake_encoder):
     from genrec.pipeline import run_point
 
     with pytest.raises(ConfigError, match="num_beams"):
-        run_point(make_cfg("run.family=sid", "decode.num_beams=10", "eval.ks=[5,20]"))
+        run_point(make_cfg("run.family=sid", "run.model=tiger", "decode.num_beams=10", "eval.ks=[5,20]"))
     with pytest.raises(ConfigError, match="divisible"):
-        run_point(make_cfg("run.family=sid", "sid_model.arch=decoder_only", "eval.ks=[5,10]"))
+        run_point(make_cfg("run.family=sid", "run.model=tiger", "sid_model.arch=decoder_only", "eval.ks=[5,10]"))
+    with pytest.raises(ConfigError, match="decoder_only"):
+        run_point(make_cfg("run.family=sid", "run.model=tiger", "sid_model.train_mode=sequence", "eval.ks=[5,10]"))
     with pytest.raises(ConfigError, match="unknown key"):
         make_cfg("sid_model.beams=3")
+
+
+# ----------------------------------------------------------------------------- sequence-parallel training
+
+
+def test_sequence_windows_last_and_seeded_crops():
+    seqs = [np.arange(10, 20), np.array([1]), np.array([2, 3]), np.arange(30, 34)]
+    last = SequenceWindows(seqs, max_history=3, window="last")
+    assert len(last) == 3 and last.user.tolist() == [0, 2, 3]  # user 1 has no target
+    users, win = next(last.batches(0, batch_size=10, seed=0))
+    got = {int(u): w.tolist() for u, w in zip(users, win)}
+    assert got == {0: [16, 17, 18, 19], 2: [-1, -1, 2, 3], 3: [30, 31, 32, 33]}
+    assert last.targets_per_epoch() == 3 + 1 + 3
+    crop = SequenceWindows(seqs, max_history=3, window="random")
+    ends = [crop.window_ends(ep, seed=5) for ep in range(8)]
+    assert np.array_equal(ends[0], crop.window_ends(0, seed=5))  # seeded
+    assert not np.array_equal(crop.window_ends(0, seed=6), ends[0]) or not np.array_equal(ends[1], ends[0])
+    u0 = [e[0] for e in ends]  # user 0: 10 items, windows of 4 end anywhere in [4, 10]
+    assert all(4 <= e <= 10 for e in u0) and len(set(u0)) > 1
+    assert all(e[1] == 12 and e[2] == 16 for e in ends)  # shorter sequences: always the whole sequence
+    for ep in range(3):
+        for u, w in zip(*next(crop.batches(ep, 10, seed=5))):
+            w = w[w >= 0].numpy()
+            seq = seqs[int(u)]
+            start = int(np.flatnonzero(seq == w[0])[0])
+            assert np.array_equal(seq[start:start + len(w)], w)  # a run of consecutive items
+
+
+@pytest.mark.parametrize("user_tokens,inject", [(0, False), (5, True)])
+def test_sequence_loss_equals_mean_of_prefix_losses(user_tokens, inject):
+    """Masking convention: the sequence loss is the mean over every SID token of every window item but
+    the first; a prefix example (history = the window's items before k, target item k) has the same
+    number of tokens, so it equals the mean of the per-prefix losses of the same windows."""
+    rng = np.random.default_rng(0)
+    codes = random_codes(40, 3, 5)
+    vec = rng.normal(size=(40, 6)).astype(np.float32) if inject else None
+    torch.manual_seed(0)
+    model = SIDRecModel.from_codes(codes, [5, 5, 5], vec, arch="decoder_only", train_mode="sequence",
+                                   n_user_tokens=user_tokens, max_history=5, num_beams=5, **TINY).eval()
+    seqs = [rng.choice(40, size=n, replace=False) for n in (9, 2, 6, 4)]
+    users, win = next(SequenceWindows(seqs, max_history=5, window="last").batches(0, 10, seed=0))
+    seq_loss = model(users, win)
+    pu, ph, pt = [], [], []
+    for u, w in zip(users.tolist(), win.numpy()):
+        w = w[w >= 0]
+        for k in range(1, len(w)):
+            pu.append(u)
+            ph.append(w[:k])
+            pt.append(int(w[k]))
+    per_prefix = [model(torch.tensor([u]), pack_histories([h], 5), torch.tensor([t])) for u, h, t in zip(pu, ph, pt)]
+    assert seq_loss.item() == pytest.approx(torch.stack(per_prefix).mean().item(), rel=1e-5, abs=1e-6)
+    batched = model(torch.tensor(pu), pack_histories(ph, 5), torch.tensor(pt))  # left-padded prefixes
+    assert seq_loss.item() == pytest.approx(batched.item(), rel=1e-5, abs=1e-6)
+    # beam search on the same prompt layout: cached scores equal teacher forcing
+    items, scores = model.beam_search(users, pack_histories([w[w >= 0].numpy() for w in win], 5), 5)
+    assert torch.allclose(model.item_logprob(users, pack_histories([w[w >= 0].numpy() for w in win], 5), items),
+                          scores, atol=1e-4)
+
+
+def test_sequence_training_beats_popularity(make_cfg, fake_encoder):
+    from genrec.pipeline import run_point
+
+    run = [a for a in RUN if not a.startswith("train.batch_size")]
+    cfg = make_cfg(*run, "sid_model.arch=decoder_only", "sid_model.train_mode=sequence", "train.batch_size=32",
+                   "sid_model.user_tokens=4")
+    res = run_point(cfg)
+    pop = run_point(make_cfg("run.family=baseline", "run.model=popularity", "eval.ks=[5,10,20]"))
+    m, p = res["metrics"], pop["metrics"]
+    assert m["invalid_rate"] == 0.0
+    assert m["recall@10"] > p["recall@10"] + 0.05, (m["recall@10"], p["recall@10"])
+    ex = res["extra"]
+    assert ex["train_mode"] == "sequence" and ex["targets_per_epoch"] > ex["train_examples"]
+    loaded = SIDRecModel.from_pretrained(ex["model_dir"])
+    assert loaded.config.train_mode == "sequence"

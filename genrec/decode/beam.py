@@ -7,13 +7,21 @@ it ranks among the first K, and the best K extensions that do not end an item ke
 prefix-free, so a finished item has nothing left to extend. A user is done when its pool is full and its
 worst finished score beats its best running beam (log-probs only fall, so nothing left can enter the
 pool), or when no beam runs. The only Python loop is over steps.
+
+Ranking rule (same for every family): with `exclude` (one array of item indices per user, e.g. the
+user's history) those items are banned INSIDE the search: a beam is never extended to a node all of
+whose items are banned for its user (genrec.decode.ban), so a banned item never enters the pool and no
+beam is wasted on a prefix with nothing left to recommend. Every beam then holds at least one allowed
+completion, which is why each user gets min(num_beams, allowed items) real, unseen items back.
 """
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
+import numpy as np
 import torch
 
+from genrec.decode.ban import BannedNodes
 from genrec.decode.trie import PrefixTrie
 
 NEG_INF = float("-inf")
@@ -32,6 +40,7 @@ def check_k(k: int, num_beams: int, where: str = "k") -> None:
 def constrained_beam_search(step_fn: Callable[[torch.LongTensor | None, Any], tuple[torch.Tensor, Any]],
                             state: Any, batch_size: int, trie: PrefixTrie, num_beams: int, max_steps: int,
                             reorder_fn: Callable[[Any, torch.LongTensor], Any] | None = None,
+                            exclude: Sequence[np.ndarray] | None = None,
                             ) -> tuple[torch.LongTensor, torch.FloatTensor]:
     """Find the `num_beams` most likely items per user under the trie constraint.
 
@@ -40,6 +49,7 @@ def constrained_beam_search(step_fn: Callable[[torch.LongTensor | None, Any], tu
     index of the beam each new beam continues (KV-cache reorder; beams never cross users).
     Returns (items [B, num_beams], scores [B, num_beams]) sorted by total log-prob, -1 / -inf where
     fewer than num_beams items could be reached. Tokens fed for dead beams are 0.
+    exclude: None, or one array of banned item indices per user (len batch_size); see the module doc.
     """
     if num_beams < 1:
         raise ValueError(f"num_beams={num_beams}: must be >= 1")
@@ -47,6 +57,10 @@ def constrained_beam_search(step_fn: Callable[[torch.LongTensor | None, Any], tu
         raise ValueError(f"max_steps={max_steps}: must be >= 1")
     B, K, V = int(batch_size), int(num_beams), trie.vocab_size
     dev = trie.device
+    if exclude is not None and len(exclude) != B:
+        raise ValueError(f"exclude has {len(exclude)} entries, expected one per user ({B})")
+    banned = BannedNodes.build(trie, exclude) if exclude is not None else None
+    row_user = torch.arange(B, device=dev).repeat_interleave(K)
     nodes = torch.zeros(B * K, dtype=torch.long, device=dev)
     nodes.view(B, K)[:, 1:] = -1  # one live beam per user at the start, so the beams stay distinct
     running = torch.full((B, K), NEG_INF, device=dev)
@@ -62,7 +76,8 @@ def constrained_beam_search(step_fn: Callable[[torch.LongTensor | None, Any], tu
         if logits.shape != (B * K, V):
             raise ValueError(f"step_fn returned logits of shape {tuple(logits.shape)}, expected {(B * K, V)}")
         cand = torch.log_softmax(logits.float().to(dev), dim=-1)
-        cand.add_(running.view(-1, 1)).masked_fill_(~trie.allowed(nodes), NEG_INF)
+        allowed = trie.allowed(nodes) if banned is None else banned.allowed(nodes, row_user)
+        cand.add_(running.view(-1, 1)).masked_fill_(~allowed, NEG_INF)
         top, idx = torch.topk(cand.view(B, K * V), n_cand, dim=1)  # best 2K extensions per user
         src = idx // V + user_base  # flat parent beam
         tok = idx % V

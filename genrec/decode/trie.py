@@ -120,20 +120,49 @@ class PrefixTrie:
         cnt = self.indptr[safe + 1] - self.indptr[safe]
         return torch.where(nodes >= 0, cnt, torch.zeros_like(cnt))
 
-    def allowed(self, nodes: torch.LongTensor) -> torch.BoolTensor:
-        """[N] node ids -> [N, V] mask of the tokens that extend each node's prefix (all False for -1)."""
+    def children(self, nodes: torch.LongTensor) -> tuple[torch.LongTensor, torch.LongTensor]:
+        """Every (row, edge) pair with edge a child edge of nodes[row], flat; edge e leads to node e + 1."""
         nodes = nodes.to(self.device).long()
         cnt = self.num_children(nodes)
-        mask = torch.zeros(len(nodes), self.vocab_size, dtype=torch.bool, device=self.device)
         total = int(cnt.sum())
-        if total == 0:
-            return mask
         rows = torch.repeat_interleave(torch.arange(len(nodes), device=self.device), cnt, output_size=total)
         starts = torch.cumsum(cnt, 0) - cnt  # first slot of each row in the flat child list
         first_edge = self.indptr[nodes.clamp(min=0)]
         edges = torch.arange(total, device=self.device) - starts[rows] + first_edge[rows]
+        return rows, edges
+
+    def allowed(self, nodes: torch.LongTensor) -> torch.BoolTensor:
+        """[N] node ids -> [N, V] mask of the tokens that extend each node's prefix (all False for -1)."""
+        rows, edges = self.children(nodes)
+        mask = torch.zeros(len(nodes), self.vocab_size, dtype=torch.bool, device=self.device)
         mask[rows, self.edge_token[edges]] = True
         return mask
+
+    def parent(self, nodes: torch.LongTensor) -> torch.LongTensor:
+        """Parent of each node; -1 for the root (and for -1)."""
+        nodes = nodes.to(self.device).long()
+        par = self.edge_key[(nodes - 1).clamp(min=0)] // self.vocab_size
+        return torch.where(nodes > 0, par, torch.full_like(par, -1))
+
+    def items_under(self) -> torch.LongTensor:
+        """[n_nodes] number of items whose sequence passes through each node (1 at an item's end node)."""
+        if getattr(self, "_items_under", None) is None:
+            count = (self.node_item >= 0).long()
+            all_nodes = torch.arange(self.n_nodes, device=self.device)
+            for d in range(self.max_depth, 0, -1):  # children before parents: one scatter per depth
+                at = all_nodes[self.node_depth == d]
+                count.index_add_(0, self.parent(at), count[at])
+            self._items_under = count
+        return self._items_under
+
+    def item_nodes(self) -> torch.LongTensor:
+        """[n_items] the node that ends each item's sequence."""
+        if getattr(self, "_item_nodes", None) is None:
+            ends = torch.nonzero(self.node_item >= 0).flatten()
+            out = torch.empty(self.n_items, dtype=torch.long, device=self.device)
+            out[self.node_item[ends]] = ends
+            self._item_nodes = out
+        return self._item_nodes
 
     def advance(self, nodes: torch.LongTensor, tokens: torch.LongTensor) -> torch.LongTensor:
         """Child of each node along each token; -1 where the edge does not exist (or the node is -1)."""

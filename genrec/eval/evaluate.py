@@ -1,9 +1,15 @@
-"""Full-ranking evaluation of any model through one protocol.
+"""Full-ranking evaluation of any model through one protocol, with ONE ranking rule for every family.
 
 A model exposes either `score(users, histories) -> Tensor[B, n_items]` (higher is better) or
-`recommend(users, histories, k) -> Tensor[B, k]` of item indices (-1 = no item). History items are
-masked when `eval.exclude_history` is on (the target itself is never masked; how often the target
-was in the history is reported as `target_in_history`).
+`recommend(users, histories, k, exclude=None) -> Tensor[B, k]` of item indices (-1 = no item).
+
+Ranking rule: this module is the one place that applies history exclusion. With `eval.exclude_history`
+on, a score model gets EVERY history item masked before ranking (the target too, when it is in the
+history: keeping it would reveal the answer on data with repeats), and a recommend model is called with
+`exclude=histories` and must return K real items outside them (generative models ban them inside the
+constrained beam search, genrec.decode). So a repeated target is a miss when exclusion is on; how often
+that happens is reported as `target_in_history` (share of evaluated users) and `target_in_history_n`.
+Nothing is removed from a returned list afterwards.
 """
 from __future__ import annotations
 
@@ -15,72 +21,68 @@ from genrec.eval.metrics import (MISS, greater_ties_from_scores, metrics_from_gt
                                  summarize)
 
 
-def history_mask_indices(histories: list[np.ndarray], targets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Row/col indices of history items to mask, without the row's target (vectorised)."""
-    lens = np.array([len(h) for h in histories])
+def history_pairs(histories: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """(row, item) of every history entry, flat (vectorised)."""
+    lens = np.fromiter((len(h) for h in histories), dtype=np.int64, count=len(histories))
     rows = np.repeat(np.arange(len(histories)), lens)
-    cols = np.concatenate(histories) if len(rows) else np.zeros(0, dtype=np.int64)
-    keep = cols != np.repeat(targets, lens)
-    return rows[keep], cols[keep]
+    cols = np.concatenate(histories).astype(np.int64) if lens.sum() else np.zeros(0, dtype=np.int64)
+    return rows, cols
+
+
+def target_in_history(histories: list[np.ndarray], targets: np.ndarray) -> np.ndarray:
+    """[B] bool: is the row's target among its history items."""
+    rows, cols = history_pairs(histories)
+    hit = np.zeros(len(histories), dtype=bool)
+    hit[rows[cols == np.asarray(targets)[rows]]] = True
+    return hit
+
+
+def _score_batch(model, users, hists, tgts, n_items: int, exclude: bool) -> tuple[np.ndarray, np.ndarray]:
+    s = model.score(torch.as_tensor(users), hists).float().cpu().numpy()
+    if s.shape != (len(users), n_items):
+        raise ValueError(f"score() returned shape {s.shape}, expected {(len(users), n_items)}")
+    s = np.nan_to_num(s, nan=-np.inf)
+    if exclude:
+        r, c = history_pairs(hists)
+        ok = (c >= 0) & (c < n_items)
+        s[r[ok], c[ok]] = -np.inf
+    return greater_ties_from_scores(s, tgts)
+
+
+def _recommend_batch(model, users, hists, tgts, n_items: int, k: int, exclude: bool):
+    """(greater, ties, n_invalid, n_returned) for a recommend model."""
+    top = model.recommend(torch.as_tensor(users), hists, k, exclude=hists if exclude else None)
+    top = top.cpu().numpy() if isinstance(top, torch.Tensor) else np.asarray(top)
+    valid = (top >= 0) & (top < n_items)
+    invalid = int((~valid & (top != -1)).sum())
+    pos = positions_from_topk(top, tgts)
+    return pos, np.zeros_like(pos), invalid, int((top != -1).sum())
 
 
 @torch.no_grad()
 def evaluate(model, evalset, n_items: int, ks: list[int], exclude_history: bool = True,
              batch_size: int = 512, progress: bool = False, desc: str = "eval") -> dict:
     g_all, t_all = [], []
-    invalid = 0
-    returned = 0
-    in_hist = 0
+    invalid = returned = in_hist = 0
     mode = "score" if hasattr(model, "score") else "recommend"
-    kmax = max(ks)
-    it = range(0, len(evalset), batch_size)
-    for start in tqdm(it, desc=desc, disable=not progress, leave=False):
+    for start in tqdm(range(0, len(evalset), batch_size), desc=desc, disable=not progress, leave=False):
         sl = slice(start, start + batch_size)
-        users = evalset.users[sl]
-        hists = evalset.histories[sl]
-        tgts = evalset.targets[sl]
-        lens = np.array([len(h) for h in hists])
-        rows = np.repeat(np.arange(len(hists)), lens)
-        cols = np.concatenate(hists) if len(rows) else np.zeros(0, dtype=np.int64)
-        in_hist += int(np.unique(rows[cols == np.repeat(tgts, lens)]).size)
+        users, hists, tgts = evalset.users[sl], evalset.histories[sl], evalset.targets[sl]
+        in_hist += int(target_in_history(hists, tgts).sum())
         if mode == "score":
-            s = model.score(torch.as_tensor(users), hists).float().cpu().numpy()
-            if s.shape != (len(users), n_items):
-                raise ValueError(f"score() returned shape {s.shape}, expected {(len(users), n_items)}")
-            s = np.nan_to_num(s, nan=-np.inf)
-            if exclude_history:
-                r, c = history_mask_indices(hists, tgts)
-                s[r, c] = -np.inf
-            g, t = greater_ties_from_scores(s, tgts)
+            g, t = _score_batch(model, users, hists, tgts, n_items, exclude_history)
         else:
-            top = model.recommend(torch.as_tensor(users), hists, kmax).cpu().numpy()
-            valid = (top >= 0) & (top < n_items)
-            invalid += int((~valid & (top != -1)).sum())
-            returned += int((top != -1).sum())
-            if exclude_history:
-                top = _drop_history(top, hists, tgts)
-            pos = positions_from_topk(top, tgts)
-            g, t = pos, np.zeros_like(pos)
+            g, t, bad, n = _recommend_batch(model, users, hists, tgts, n_items, max(ks), exclude_history)
+            invalid, returned = invalid + bad, returned + n
         g_all.append(g)
         t_all.append(t)
-    g = np.concatenate(g_all)
-    t = np.concatenate(t_all)
+    g = np.concatenate(g_all) if g_all else np.zeros(0, dtype=np.int64)
+    t = np.concatenate(t_all) if t_all else np.zeros(0, dtype=np.int64)
     res = summarize(metrics_from_gt(np.minimum(g, MISS), t, ks))
-    res["users_evaluated"] = int(len(g))
+    n_users = int(len(g))
+    res["users_evaluated"] = n_users
     res["invalid_rate"] = float(invalid / returned) if returned else 0.0
     res["exclude_history"] = bool(exclude_history)
-    res["target_in_history"] = in_hist
+    res["target_in_history"] = float(in_hist / n_users) if n_users else 0.0
+    res["target_in_history_n"] = int(in_hist)
     return res
-
-
-def _drop_history(top: np.ndarray, hists: list[np.ndarray], tgts: np.ndarray) -> np.ndarray:
-    """Remove history items (except the target) from each list, keeping order; pad with -1."""
-    r, c = history_mask_indices(hists, tgts)
-    n = int(max(top.max(initial=0), c.max(initial=0))) + 1
-    mask = np.zeros((len(top), n), dtype=bool)
-    mask[r, c] = True
-    drop = (top < 0) | mask[np.arange(len(top))[:, None], np.clip(top, 0, None)]
-    order = np.argsort(drop, axis=1, kind="stable")
-    out = np.take_along_axis(top, order, 1)
-    out[np.take_along_axis(drop, order, 1)] = -1
-    return out

@@ -5,14 +5,16 @@ small Llama (arch="decoder_only"). Input: [user token] + the SID tokens of the l
 items (left-padded); output: the next item's SID, decoded with the vectorised constrained beam search
 (genrec.decode) using the backbone's KV cache, batched over users. The model carries its SID table
 (and, for the injection ablation, the frozen per-item vectors) as buffers, so `save_pretrained` /
-`from_pretrained` give back a complete recommender: `model.recommend(users, histories, k)`.
+`from_pretrained` give back a complete recommender: `model.recommend(users, histories, k, exclude)`.
+
+Ranking rule: `exclude` (one array of item indices per user; the evaluator passes the histories when
+eval.exclude_history is on) is applied inside the beam search, so each list holds min(k, unseen items)
+real, unseen items; the model itself never drops anything after decoding.
 
 Injection (inject_dim > 0): a trainable MLP maps each history item's external vector to d_model and
 adds it to each of that item's SID token embeddings.
 """
 from __future__ import annotations
-
-import inspect
 
 import numpy as np
 import torch
@@ -20,7 +22,8 @@ from torch import nn
 from transformers import LlamaConfig, LlamaForCausalLM, PretrainedConfig, PreTrainedModel, T5Config
 from transformers import T5ForConditionalGeneration
 
-from genrec.decode import PrefixTrie, check_k, constrained_beam_search
+from genrec.decode import (PrefixTrie, cache_kwarg, check_k, constrained_beam_search, output_cache,
+                           reorder_cache, repeat_cache)
 from genrec.models.sid_data import (BOS, PAD, item_token_table, pack_histories, user_token,
                                     vocab_size_of)
 
@@ -28,6 +31,7 @@ from genrec.models.sid_data import (BOS, PAD, item_token_table, pack_histories, 
 class SIDRecConfig(PretrainedConfig):
     model_type = "genrec_sid_rec"
     arch: str = "encoder_decoder"  # encoder_decoder (T5) | decoder_only (Llama)
+    train_mode: str = "prefix"  # prefix | sequence (decoder_only; its prompts put BOS before the history)
     sid_vocab_sizes: list[int] | None = None  # codebook size per SID level
     n_items: int = 0
     n_user_tokens: int = 0
@@ -54,15 +58,6 @@ class SIDRecConfig(PretrainedConfig):
         return vocab_size_of(self.sid_vocab_sizes or [], self.n_user_tokens)
 
 
-def _cache_kw(fn) -> str:
-    """transformers 5.24 renamed past_key_values -> cache; use whichever the installed forward takes."""
-    return "cache" if "cache" in inspect.signature(fn).parameters else "past_key_values"
-
-
-def _out_cache(out):
-    return getattr(out, "cache", None) if getattr(out, "cache", None) is not None else out.past_key_values
-
-
 class SIDRecModel(PreTrainedModel):
     config_class = SIDRecConfig
     base_model_prefix = "sid_rec"
@@ -72,6 +67,10 @@ class SIDRecModel(PreTrainedModel):
         super().__init__(config)
         if config.arch not in ("encoder_decoder", "decoder_only"):
             raise ValueError(f"sid_model.arch: unknown architecture {config.arch!r}")
+        if config.train_mode not in ("prefix", "sequence"):
+            raise ValueError(f"sid_model.train_mode: unknown mode {config.train_mode!r}")
+        if config.train_mode == "sequence" and config.arch != "decoder_only":
+            raise ValueError("sid_model.train_mode=sequence needs arch=decoder_only")
         if not config.sid_vocab_sizes or config.n_items <= 0:
             raise ValueError("SIDRecConfig needs sid_vocab_sizes and n_items")
         V, c = config.vocab_size, config
@@ -92,9 +91,8 @@ class SIDRecModel(PreTrainedModel):
             self.register_buffer("item_vectors", torch.zeros(c.n_items, c.inject_dim))
             self.adapter = nn.Sequential(nn.Linear(c.inject_dim, c.inject_hidden), nn.GELU(),
                                          nn.Linear(c.inject_hidden, c.d_model))
-        self.exclude_history = True  # drop history items from recommendations (eval.exclude_history)
         self._trie: PrefixTrie | None = None
-        self._cache_name = _cache_kw(self.backbone.forward)
+        self._cache_name = cache_kwarg(self.backbone.forward)
         self.post_init()
 
     def _init_weights(self, module):
@@ -130,7 +128,9 @@ class SIDRecModel(PreTrainedModel):
 
     def _prompt(self, users: torch.Tensor, hist: torch.Tensor, bos: bool):
         """History items [B, H] (-1 pad, left) -> token ids, attention mask, item index per token ([B, T]).
-        Padding only costs compute (positions come from the mask), so callers pass host-trimmed rows."""
+        Padding only costs compute (positions come from the mask), so callers pass host-trimmed rows.
+        bos: after the history (prefix mode: the next item follows BOS), or before it in sequence mode
+        ([user] BOS items..., so every prefix of a training window is a prompt)."""
         B, L = hist.shape[0], self.config.n_levels
         ok = hist >= 0
         tok = self.item_tokens[hist.clamp(min=0)]  # [B, H, L]
@@ -141,8 +141,9 @@ class SIDRecModel(PreTrainedModel):
             parts_t.insert(0, user_token(users.to(tok.device), self.config.n_user_tokens)[:, None])
             parts_i.insert(0, torch.full((B, 1), -1, dtype=torch.long, device=tok.device))
         if bos:
-            parts_t.append(torch.full((B, 1), BOS, dtype=torch.long, device=tok.device))
-            parts_i.append(torch.full((B, 1), -1, dtype=torch.long, device=tok.device))
+            at = len(parts_t) - 1 if self.config.train_mode == "sequence" else len(parts_t)
+            parts_t.insert(at, torch.full((B, 1), BOS, dtype=torch.long, device=tok.device))
+            parts_i.insert(at, torch.full((B, 1), -1, dtype=torch.long, device=tok.device))
         ids, item = torch.cat(parts_t, 1), torch.cat(parts_i, 1)
         # no trimming of all-padding columns here: that needs a host sync; the data side trims (sid_data)
         return ids, (ids != PAD).long(), item
@@ -156,8 +157,12 @@ class SIDRecModel(PreTrainedModel):
 
     # ------------------------------------------------------------------ training
 
-    def forward(self, users: torch.Tensor, hist_items: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        """Teacher-forced cross-entropy of the target items' SID tokens (mean over tokens)."""
+    def forward(self, users: torch.Tensor, hist_items: torch.Tensor,
+                targets: torch.Tensor | None = None) -> torch.Tensor:
+        """Teacher-forced cross-entropy of the target items' SID tokens (mean over tokens).
+        Without targets, hist_items are training windows: the sequence loss (sequence_loss)."""
+        if targets is None:
+            return self.sequence_loss(users, hist_items)
         labels = self.item_tokens[targets]  # [B, L]
         if self.config.arch == "encoder_decoder":
             ids, mask, item = self._prompt(users, hist_items, bos=False)
@@ -172,6 +177,26 @@ class SIDRecModel(PreTrainedModel):
                             position_ids=(mask.cumsum(1) - 1).clamp(min=0), logits_to_keep=L + 1)
         logits = out.logits[:, :-1]
         return nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), labels.reshape(-1))
+
+    def sequence_loss(self, users: torch.Tensor, windows: torch.Tensor) -> torch.Tensor:
+        """One causal pass over each window ([user] BOS items, items left-padded with -1): cross-entropy of
+        every SID token of every window item but the first, mean over those tokens. Token t of item k is
+        predicted from the tokens before it, exactly the prompt + teacher forcing of the prefix example
+        (history = the window's items before k, target item k), so this equals the mean of the per-prefix
+        losses of the window (each prefix has the same number of tokens)."""
+        if self.config.train_mode != "sequence":
+            raise ValueError("sequence_loss needs a model with train_mode='sequence' (decoder_only)")
+        B, L = windows.shape[0], self.config.n_levels
+        ids, mask, item = self._prompt(users, windows, bos=True)
+        real = windows >= 0
+        target = (real & (real.long().cumsum(1) >= 2))[..., None].expand(-1, -1, L).reshape(B, -1)
+        target = torch.cat([target.new_zeros(B, ids.shape[1] - target.shape[1]), target], 1)
+        out = self.backbone(inputs_embeds=self._embed(ids, item), attention_mask=mask,
+                            position_ids=(mask.cumsum(1) - 1).clamp(min=0))
+        logits = out.logits[:, :-1]
+        labels = ids[:, 1:].masked_fill(~target[:, 1:], -100)
+        return nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), labels.reshape(-1),
+                                           ignore_index=-100)
 
     @torch.no_grad()
     def item_logprob(self, users: torch.Tensor, hist: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
@@ -207,17 +232,16 @@ class SIDRecModel(PreTrainedModel):
                 dec = torch.full((B, 1), BOS, dtype=torch.long, device=ids.device)
                 out = self.backbone(encoder_outputs=(enc_h,), attention_mask=mask, decoder_input_ids=dec,
                                     use_cache=True)
-                cache = _out_cache(out)
-                cache.batch_repeat_interleave(K)
+                cache = repeat_cache(output_cache(out), K)
                 st = {"cache": cache, "enc": enc_h.repeat_interleave(K, 0), "mask": mask.repeat_interleave(K, 0)}
                 return out.logits[:, -1].repeat_interleave(K, 0), st
             out = self.backbone(encoder_outputs=(st["enc"],), attention_mask=st["mask"],
                                 decoder_input_ids=tokens[:, None], use_cache=True, **{kw: st["cache"]})
-            st["cache"] = _out_cache(out)
+            st["cache"] = output_cache(out)
             return out.logits[:, -1], st
 
         def reorder(st, idx):  # beams never leave their user: the cross-attention cache needs no reorder
-            st["cache"].self_attention_cache.reorder_cache(idx)
+            reorder_cache(st["cache"], idx)
             return st
 
         return step_fn, reorder, B
@@ -232,38 +256,44 @@ class SIDRecModel(PreTrainedModel):
                 pos = (mask.cumsum(1) - 1).clamp(min=0)
                 out = self.backbone(inputs_embeds=self._embed(ids, item), attention_mask=mask, position_ids=pos,
                                     use_cache=True, logits_to_keep=1)
-                cache = _out_cache(out)
-                cache.batch_repeat_interleave(K)
+                cache = repeat_cache(output_cache(out), K)
                 st = {"cache": cache, "mask": mask.repeat_interleave(K, 0), "pos": pos[:, -1:].repeat_interleave(K, 0)}
                 return out.logits[:, -1].repeat_interleave(K, 0), st
             st["mask"] = torch.cat([st["mask"], torch.ones_like(st["mask"][:, :1])], 1)
             st["pos"] = st["pos"] + 1
             out = self.backbone(input_ids=tokens[:, None], attention_mask=st["mask"], position_ids=st["pos"],
                                 use_cache=True, **{kw: st["cache"]})
-            st["cache"] = _out_cache(out)
+            st["cache"] = output_cache(out)
             return out.logits[:, -1], st
 
         def reorder(st, idx):
-            st["cache"].reorder_cache(idx)
+            reorder_cache(st["cache"], idx)
             return st
 
         return step_fn, reorder, B
 
     @torch.no_grad()
-    def beam_search(self, users: torch.Tensor, hist: torch.Tensor, num_beams: int | None = None):
-        """users [B], history items [B, H] (-1 padded) -> (items [B, K], scores [B, K]); one call."""
+    def beam_search(self, users: torch.Tensor, hist: torch.Tensor, num_beams: int | None = None,
+                    exclude: list[np.ndarray] | None = None):
+        """users [B], history items [B, H] (-1 padded) -> (items [B, K], scores [B, K]); one call.
+        exclude: None or one array of banned item indices per user (never returned)."""
         K = int(num_beams or self.config.num_beams)
         dev = self.item_tokens.device
         users, hist = users.to(dev), hist.to(dev)
         make = self._beam_encoder_decoder if self.config.arch == "encoder_decoder" else self._beam_decoder_only
         step_fn, reorder, B = make(users, hist, K)
-        return constrained_beam_search(step_fn, None, B, self.trie, K, self.config.n_levels, reorder)
+        return constrained_beam_search(step_fn, None, B, self.trie, K, self.config.n_levels, reorder,
+                                       exclude=exclude)
 
     @torch.no_grad()
-    def recommend(self, users: torch.Tensor, histories: list[np.ndarray], k: int) -> torch.LongTensor:
-        """Top-k item indices per user [B, k] (-1 = none), best first; k <= config.num_beams."""
+    def recommend(self, users: torch.Tensor, histories: list[np.ndarray], k: int,
+                  exclude: list[np.ndarray] | None = None) -> torch.LongTensor:
+        """Top-k item indices per user [B, k] (-1 = none), best first; k <= config.num_beams.
+        exclude: None or one array of item indices per user to ban (see the module docstring)."""
         K = self.config.num_beams
         check_k(k, K, "k (recommendation list length)")
+        if exclude is not None and len(exclude) != len(histories):
+            raise ValueError(f"exclude has {len(exclude)} entries for {len(histories)} users")
         was_training = self.training
         self.eval()
         users = torch.as_tensor(users).long()
@@ -271,27 +301,11 @@ class SIDRecModel(PreTrainedModel):
         chunks = []
         step = max(1, self.config.decode_batch_size)
         for s in range(0, len(users), step):
-            chunks.append(self.beam_search(users[s:s + step], hist[s:s + step], K)[0].cpu())
+            ex = None if exclude is None else exclude[s:s + step]
+            chunks.append(self.beam_search(users[s:s + step], hist[s:s + step], K, ex)[0].cpu())
         self.train(was_training)
         items = torch.cat(chunks) if chunks else torch.zeros(0, K, dtype=torch.long)
-        if self.exclude_history and len(items):
-            items = _drop_seen(items, histories)
         return items[:, :k]
-
-
-def _drop_seen(items: torch.LongTensor, histories: list[np.ndarray]) -> torch.LongTensor:
-    """Move items already in the user's (full) history to the end as -1, keeping the order of the rest."""
-    lens = np.fromiter((len(h) for h in histories), dtype=np.int64, count=len(histories))
-    top = items.numpy()
-    flat = np.concatenate(histories).astype(np.int64) if lens.sum() else np.zeros(0, np.int64)
-    n = int(max(top.max(initial=0), flat.max(initial=0))) + 1
-    seen_keys = np.repeat(np.arange(len(histories)), lens) * n + flat
-    keys = np.arange(len(top))[:, None] * n + np.clip(top, 0, None)
-    drop = (top < 0) | np.isin(keys, seen_keys)
-    order = np.argsort(drop, axis=1, kind="stable")
-    out = np.take_along_axis(top, order, 1)
-    out[np.take_along_axis(drop, order, 1)] = -1
-    return torch.from_numpy(out)
 
 
 def register_auto() -> None:
