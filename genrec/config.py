@@ -16,7 +16,7 @@ from typing import Any, Literal, Union
 import yaml
 
 from genrec.errors import ConfigError
-from genrec.family import config_sections
+from genrec.family import all_families, config_sections
 
 
 @dataclass
@@ -28,6 +28,11 @@ class RunConfig:
     output_dir: str = "runs"
     device: str = "auto"  # auto | cpu | cuda | cuda:0 ...
     leaderboard: str = "runs/leaderboard.csv"
+
+    def __post_init__(self):
+        known = all_families()
+        if self.family not in known:
+            raise ValueError(f"run.family: unknown family {self.family!r} (known: {', '.join(known)})")
 
 
 @dataclass
@@ -111,6 +116,11 @@ class TrainConfig:
     num_workers: int = 0
     checkpoint_every: int = 1  # epochs between resumable checkpoints (0 = off)
     progress: bool = True
+
+    def __post_init__(self):
+        if self.epochs < 1:
+            raise ValueError(f"train.epochs must be >= 1, got {self.epochs} (a run trains before it evaluates; "
+                             f"to evaluate without training use a baseline family)")
 
 
 CORE_SECTIONS = ("run", "data", "eval", "decode", "encoder", "train")
@@ -249,7 +259,8 @@ def from_dict(cls: type, data: Any, where: str = "") -> Any:
     except (ValueError, TypeError) as e:
         if isinstance(e, ConfigError):
             raise
-        raise ConfigError(f"{where or cls.__name__}: {e}") from None
+        msg = str(e)
+        raise ConfigError(msg if where and msg.startswith(where) else f"{where or cls.__name__}: {msg}") from None
 
 
 def _config_from_dict(data: dict) -> "Config":

@@ -244,3 +244,12 @@ def test_leaderboard_ignores_a_torn_last_row(tmp_path, caplog):
         assert done_run_ids(p) == {"r1"}
     p.write_text(whole)
     assert len(read_rows(p)) == 2
+
+
+def test_zero_epochs_is_a_config_error():
+    import subprocess
+    import sys
+
+    r = subprocess.run([sys.executable, "-m", "genrec.cli", "run", "--set", "data.source=synthetic",
+                        "--set", "train.epochs=0"], capture_output=True, text=True)
+    assert r.returncode == 2 and "train.epochs must be >= 1, got 0" in r.stderr and "Traceback" not in r.stderr

@@ -66,6 +66,8 @@ def build_parser(ap: argparse.ArgumentParser | None = None) -> argparse.Argument
     ap.add_argument("--dry-run", action="store_true", help="print the plan and stop")
     ap.add_argument("--force", action="store_true", help="rerun points that already have an ok row")
     ap.add_argument("--out", default="", help="CSV to append to (default: runs/<sweep name>.csv)")
+    ap.add_argument("--max-minutes", type=float, default=0.0,
+                    help="start no new point after this many minutes (0 = no cap); rerun to continue")
     ap.add_argument("--metric", default="recall@10", help="metric for the closing table and plot")
     ap.add_argument("--no-plot", action="store_true")
     ap.add_argument("-v", "--verbose", action="store_true")
@@ -136,7 +138,7 @@ def _load(cfg, cache: dict):
 
 
 def run_points(points, out: Path, sweep_name: str, force: bool = False, progress: bool = True,
-               cache: dict | None = None) -> dict:
+               cache: dict | None = None, max_minutes: float = 0.0) -> dict:
     """Run the given points in order, appending a row each; returns counts by outcome."""
     from tqdm.auto import tqdm
 
@@ -146,7 +148,11 @@ def run_points(points, out: Path, sweep_name: str, force: bool = False, progress
     cache = {} if cache is None else cache
     job = job_token()
     bar = tqdm(points, desc=f"sweep {sweep_name}", unit="point", disable=not progress, position=0)
+    t0 = time.perf_counter()
     for p in bar:
+        if max_minutes and time.perf_counter() - t0 > 60 * max_minutes:
+            tqdm.write(f"time cap of {max_minutes:g} min reached; rerun the same command to continue")
+            break
         bar.set_postfix_str(p.name)
         if not force and p.run_id in done_run_ids(out):  # re-read: another process may have done it
             counts["skipped"] += 1
@@ -308,7 +314,7 @@ def _run(args) -> int:
     check_points(chosen)
     if args.dry_run:
         return 0
-    counts = run_points(mine, out, sw.name, force=args.force, cache=cache)
+    counts = run_points(mine, out, sw.name, force=args.force, cache=cache, max_minutes=args.max_minutes)
     print(f"[rank {_RANK}] ran {counts['ok']} ok, {counts['failed']} failed, skipped {counts['skipped']} "
           f"already done, in {time.perf_counter() - t_start:.1f}s", flush=True)
     if _RANK != 0:
