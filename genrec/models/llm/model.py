@@ -17,7 +17,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from genrec.encoders.resolve import resolve_model
 from genrec.errors import ConfigError
+from genrec.runtime import resolve_precision
 
 log = logging.getLogger("genrec")
 
@@ -33,12 +35,14 @@ def resolve_model_path(name: str) -> Path:
         if not (p / "config.json").is_file():
             raise ConfigError(f"llm.model: folder {p} has no config.json (not a HF model folder)")
         return p
-    try:
-        from genrec.encoders.resolve import resolve_model
-    except ImportError:
-        raise ConfigError(f"llm.model: {name!r} is not a local folder and the model resolver "
-                          "(genrec.encoders.resolve) is not available") from None
     return Path(resolve_model(name).path)
+
+
+def weight_dtype(name: str, device: torch.device) -> torch.dtype:
+    """llm.dtype as a torch dtype; auto = bfloat16 where resolve_precision('auto', device) picks bf16, else float32."""
+    if name == "auto":
+        return torch.bfloat16 if resolve_precision("auto", device) == "bf16" else torch.float32
+    return DTYPES[name]
 
 
 def load_base(cfg, device: torch.device, model_path: Path | None = None):
@@ -47,7 +51,7 @@ def load_base(cfg, device: torch.device, model_path: Path | None = None):
 
     path = model_path or resolve_model_path(cfg.model)
     tok = AutoTokenizer.from_pretrained(str(path))
-    kw: dict = {"dtype": DTYPES[cfg.dtype]}
+    kw: dict = {"dtype": weight_dtype(cfg.dtype, device)}
     if cfg.load_in != "full":
         if device.type != "cuda" or not torch.cuda.is_available():
             raise ConfigError(f"llm.load_in={cfg.load_in}: needs a CUDA device (use llm.load_in=full on CPU)")
@@ -144,15 +148,19 @@ class LLMRec(nn.Module):
         cap = getattr(self.base.config, "final_logit_softcapping", None)
         return torch.tanh(logits / cap) * cap if cap else logits
 
-    def forward(self, input_ids, attention_mask, position_ids, labels, soft_items=None) -> torch.Tensor:
-        """Mean next-token cross-entropy over target tokens (title + EOS) only."""
+    def target_nll(self, input_ids, attention_mask, position_ids, labels, soft_items=None) -> torch.Tensor:
+        """Next-token cross-entropy of every labelled token (labels != -100), in row-major order [n_targets]."""
         emb = self.embed(input_ids, soft_items)
         hidden = self.backbone(inputs_embeds=emb, attention_mask=attention_mask, position_ids=position_ids,
                                use_cache=False).last_hidden_state
         tgt = labels[:, 1:]
         sel = tgt != -100
         logits = self.head(hidden[:, :-1][sel])
-        return F.cross_entropy(logits.float(), tgt[sel])
+        return F.cross_entropy(logits.float(), tgt[sel], reduction="none")
+
+    def forward(self, input_ids, attention_mask, position_ids, labels, soft_items=None) -> torch.Tensor:
+        """Mean next-token cross-entropy over target tokens (titles + EOS / separator) only."""
+        return self.target_nll(input_ids, attention_mask, position_ids, labels, soft_items).mean()
 
     def prompt_step(self, input_ids, attention_mask, position_ids, soft_items=None):
         """Prompt forward with a fresh KV cache: (next-token logits [B, V], cache)."""
