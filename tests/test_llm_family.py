@@ -33,17 +33,25 @@ def _run(make_cfg, tiny_folder, *extra):
     return cfg, run_point(cfg)
 
 
-@pytest.mark.parametrize("variant", ["plain", "cf_inject"])
-def test_family_runs_and_outputs_valid_items(make_cfg, tiny_folder, variant):
-    cfg, res = _run(make_cfg, tiny_folder, f"llm.variant={variant}")
+@pytest.mark.parametrize("variant,mode", [("plain", "single"), ("cf_inject", "single"), ("plain", "packed"),
+                                          ("cf_inject", "packed")])
+def test_family_runs_and_outputs_valid_items(make_cfg, tiny_folder, variant, mode):
+    cfg, res = _run(make_cfg, tiny_folder, f"llm.variant={variant}", f"llm.train_mode={mode}")
     m, ex, p = res["metrics"], res["extra"], res["params"]
+    assert ex["train_mode"] == mode and ex["prompt_layout"] == ("list" if mode == "packed" else "template")
+    if mode == "packed":  # windows of history_items + 1 = 4 titles: up to 3 targets per prompt
+        assert ex["train_examples"] < ex["train_targets"] <= 3 * ex["train_examples"]
+    else:
+        assert ex["train_examples"] == ex["train_targets"]
     assert m["users_evaluated"] == 16 and m["invalid_rate"] == 0.0
     assert 0.0 <= m["recall@5"] <= m["recall@10"] <= 1.0
     assert 0 < p["params_trainable"] < p["params_total"]
     assert ex["variant"] == variant and ex["steps"] == 4 and ex["tokens_per_s"] > 0
     assert len(ex["history"]) == 2 and "valid_recall@10" in ex["history"][0]
     if variant == "cf_inject":
-        assert ex["cf_source"]
+        from genrec.models.cf.family import mf_bpr_settings
+
+        assert ex["inject_cf"] == mf_bpr_settings(8, 2, cfg.run.seed)
     from genrec.models.llm.model import LLMRec
 
     rec, _ = LLMRec.load_adapter(ex["adapter"])
@@ -65,3 +73,14 @@ def test_k_above_beams_is_a_config_error(make_cfg, tiny_folder):
     with pytest.raises(ConfigError, match="num_beams"):
         run_point(make_cfg(*SMALL, f"llm.model={tiny_folder}", "eval.ks=[5,10,20]"))
     torch.set_grad_enabled(True)
+
+
+def test_llm_dtype_auto_follows_resolve_precision(monkeypatch):
+    import genrec.models.llm.model as llm_model
+
+    cpu = torch.device("cpu")
+    monkeypatch.setattr(llm_model, "resolve_precision", lambda requested, device: "no")
+    assert llm_model.weight_dtype("auto", cpu) == torch.float32
+    monkeypatch.setattr(llm_model, "resolve_precision", lambda requested, device: "bf16")
+    assert llm_model.weight_dtype("auto", cpu) == torch.bfloat16
+    assert llm_model.weight_dtype("float16", cpu) == torch.float16

@@ -29,7 +29,8 @@ def tiny_folder(tmp_path_factory):
     return make_tiny_llm(tmp_path_factory.mktemp("tiny"), list(data.item_titles) + prompt_words())
 
 
-def test_sid_tokens_variant(make_cfg, tiny_folder, monkeypatch):
+@pytest.mark.parametrize("mode,history", [("single", "both"), ("packed", "sid")])
+def test_sid_tokens_variant(make_cfg, tiny_folder, monkeypatch, mode, history):
     import genrec.encoders
 
     def fake_encode(data, enc_cfg, return_info=False, progress=True):
@@ -37,9 +38,10 @@ def test_sid_tokens_variant(make_cfg, tiny_folder, monkeypatch):
 
     monkeypatch.setattr(genrec.encoders, "encode_items", fake_encode)
     cfg, res = _run(make_cfg, tiny_folder, "llm.variant=sid_tokens", "sid.quantizer=rq_kmeans", "sid.levels=2",
-                    "sid.codebook_size=4")
+                    "sid.codebook_size=4", f"llm.train_mode={mode}", f"llm.sid_history={history}")
     assert res["metrics"]["invalid_rate"] == 0.0
     ex = res["extra"]
+    assert ex["train_mode"] == mode and (ex["train_targets"] > ex["train_examples"]) == (mode == "packed")
     assert ex["sid_levels"] == 3  # 2 levels + the disambiguation level
     # only LoRA and the new token rows train: LoRA (q,o: 32->32, k,v: 32->16; rank 4; 2 layers) + new rows x 32
     lora = 2 * (2 * 4 * (32 + 32) + 2 * 4 * (32 + 16))
@@ -49,3 +51,11 @@ def test_sid_tokens_variant(make_cfg, tiny_folder, monkeypatch):
     rec, tok = LLMRec.load_adapter(ex["adapter"])
     assert any(t.startswith("<sid_0_") for t in tok.get_vocab())
     assert rec.vocab_size == len(tok)
+
+
+def test_sid_tokens_packed_needs_history_as_target(make_cfg, tiny_folder):
+    from genrec.errors import ConfigError
+    from genrec.pipeline import run_point
+
+    with pytest.raises(ConfigError, match="sid_history"):
+        run_point(make_cfg(*SMALL, f"llm.model={tiny_folder}", "llm.variant=sid_tokens", "llm.train_mode=packed"))

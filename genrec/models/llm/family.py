@@ -1,9 +1,11 @@
 """LLM-as-RS family entry: `run(ctx) -> FamilyResult`.
 
 Load the causal LM (local folder or resolver short name), add LoRA (and the variant's extras), train
-on (history titles -> next title) pairs through `genrec.train.train_loop` with early stopping on a
-capped validation recall@10, save the adapter with peft's save_pretrained, and return a recommender
-that decodes real titles only (constrained beam search over the title trie).
+on (history titles -> next title) prompts, one target each (`llm.train_mode: single`) or packed (a window
+of a user's titles, every title after the first `llm.min_context` a target), through
+`genrec.train.train_loop` with early stopping on a capped validation recall@10, save the adapter with
+peft's save_pretrained, and return a recommender that decodes real titles only (constrained beam search
+over the title trie).
 """
 from __future__ import annotations
 
@@ -16,11 +18,13 @@ import torch
 
 from genrec.errors import ConfigError
 from genrec.family import Family, FamilyResult, register_family
+from genrec.models.llm.cf_vectors import item_cf_vectors
 from genrec.models.llm.config import LLMConfig
 from genrec.models.llm.model import LLMRec, CFProjector, add_sid_tokens, load_base, resolve_model_path, \
     token_embedding_scale, wrap_lora
-from genrec.models.llm.prompts import build_codec, training_examples, unique_titles
+from genrec.models.llm.prompts import build_codec, layout_of, packed_examples, training_examples, unique_titles
 from genrec.models.llm.recommender import LLMRecommender
+from genrec.runtime import count_params, peak_memory_mb, resolve_precision
 
 log = logging.getLogger("genrec")
 
@@ -37,12 +41,23 @@ def check_config(cfg) -> None:
         raise ConfigError(f"decode.num_beams={beams}: validation uses recall@10, needs >= 10 beams")
     if lc.max_title_tokens < 1:
         raise ConfigError(f"llm.max_title_tokens: must be >= 1, got {lc.max_title_tokens}")
+    layout = layout_of(lc)
+    if layout == "list" and lc.use_chat_template:
+        raise ConfigError("llm.use_chat_template: not supported with the list prompt layout (packed training); "
+                          "set llm.use_chat_template=false or llm.prompt_layout=template with train_mode single")
+    if lc.train_mode == "packed":
+        if layout != "list":
+            raise ConfigError("llm.train_mode=packed: needs llm.prompt_layout list (or auto), got template")
+        if not 1 <= lc.min_context <= lc.history_items:
+            raise ConfigError(f"llm.min_context: must be in [1, llm.history_items={lc.history_items}], "
+                              f"got {lc.min_context}")
+        if lc.variant == "sid_tokens" and lc.sid_history != lc.sid_target:
+            raise ConfigError(f"llm.variant=sid_tokens with train_mode=packed: history items must read as the "
+                              f"target, set llm.sid_history={lc.sid_target} (now {lc.sid_history})")
 
 
 def autocast_dtype(cfg, device: torch.device) -> torch.dtype | None:
     """Decode under the same autocast as training (genrec.runtime.resolve_precision decides both)."""
-    from genrec.runtime import resolve_precision
-
     mp = resolve_precision(cfg.train.mixed_precision, device)
     return {"bf16": torch.bfloat16, "fp16": torch.float16}.get(mp)
 
@@ -78,12 +93,9 @@ def build(ctx):
         sid_ids, new_tokens, stats = sid_token_ids(ctx, tok, base)
         info.update(stats)
     elif lc.variant == "cf_inject":
-        from genrec.models.llm.cf_vectors import item_cf_vectors
-
-        cf, src = item_cf_vectors(ctx.split, ctx.data.n_items, lc.cf_dim, cfg.run.seed,
-                                  cache=ctx.run_dir / f"cf_items_{lc.cf_dim}.npy", epochs=lc.cf_epochs,
-                                  device=str(ctx.device))
-        info["cf_source"] = src
+        cf, info["inject_cf"] = item_cf_vectors(ctx.split, ctx.data.n_items, lc.cf_dim, cfg.run.seed,
+                                                cache=ctx.run_dir / f"cf_items_{lc.cf_dim}_{lc.cf_epochs}.npy",
+                                                epochs=lc.cf_epochs, device=str(ctx.device))
         d_model = base.get_input_embeddings().weight.shape[1]
         torch.manual_seed(cfg.run.seed)
         projector = CFProjector(cf, d_model, lc.cf_hidden, token_embedding_scale(base))
@@ -95,10 +107,20 @@ def build(ctx):
     return rec.to(ctx.device), codec, tok, info
 
 
-def batch_stream(codec, hist: np.ndarray, tgt: np.ndarray, batch_size: int, steps_per_epoch: int, seed: int,
-                 with_soft: bool, counter: dict):
-    """make_batches(epoch) for train_loop: seeded per epoch (so a resumed run sees the same batches)."""
-    n = len(tgt)
+def train_examples(codec, split, lc) -> tuple[int, int, object, np.ndarray]:
+    """(n prompts, n target items, collate(rows) -> numpy batch, user of each prompt) for llm.train_mode."""
+    if lc.train_mode == "packed":
+        win, n_t, users = packed_examples(split.train, lc.history_items, lc.min_context, lc.max_train_users,
+                                          lc.targets_per_user)
+        return len(win), int(n_t.sum()), lambda b: codec.collate_packed(win[b], n_t[b]), users
+    hist, tgt, users = training_examples(split.train, lc.history_items, lc.max_train_users, lc.targets_per_user)
+    return len(tgt), len(tgt), lambda b: codec.collate(hist[b], tgt[b], pad_left=False), users
+
+
+def batch_stream(collate, n: int, batch_size: int, steps_per_epoch: int, seed: int, with_soft: bool,
+                 counter: dict):
+    """make_batches(epoch) for train_loop over n prompts (collate(rows) builds one batch): seeded per epoch,
+    so a resumed run sees the same batches."""
 
     def make(epoch: int):
         if steps_per_epoch <= 0:
@@ -111,9 +133,9 @@ def batch_stream(codec, hist: np.ndarray, tgt: np.ndarray, batch_size: int, step
                 sel = passes == p
                 idx[sel] = np.random.default_rng([seed, int(p)]).permutation(n)[pos[sel] % n]
         for s in range(0, len(idx), batch_size):
-            b = idx[s: s + batch_size]
-            out = codec.collate(hist[b], tgt[b], pad_left=False)
+            out = collate(idx[s: s + batch_size])
             counter["tokens"] += int(out["attention_mask"].sum())
+            counter["targets"] += int((out["labels"] != -100).sum())
             if not with_soft:
                 out.pop("soft_items")
             yield {k: torch.from_numpy(v) for k, v in out.items()}
@@ -123,19 +145,18 @@ def batch_stream(codec, hist: np.ndarray, tgt: np.ndarray, batch_size: int, step
 
 def run(ctx):
     from genrec.eval.evaluate import evaluate
-    from genrec.runtime import count_params, peak_memory_mb
     from genrec.train import train_loop
 
     cfg, lc = ctx.cfg, ctx.cfg.llm
     check_config(cfg)
     rec, codec, tok, info = build(ctx)
-    hist, tgt, users = training_examples(ctx.split.train, lc.history_items, lc.max_train_users,
-                                         lc.targets_per_user)
-    info.update(train_examples=int(len(tgt)), train_users=int(len(np.unique(users))))
+    n_prompts, n_targets, collate, users = train_examples(codec, ctx.split, lc)
+    info.update(train_mode=lc.train_mode, prompt_layout=codec.layout, train_examples=n_prompts,
+                train_targets=n_targets, train_users=int(len(np.unique(users))))
     bs = cfg.train.batch_size
-    spe = lc.steps_per_epoch if lc.steps_per_epoch > 0 else math.ceil(len(tgt) / bs)
-    counter = {"tokens": 0}
-    make_batches = batch_stream(codec, hist, tgt, bs, lc.steps_per_epoch, cfg.run.seed,
+    spe = lc.steps_per_epoch if lc.steps_per_epoch > 0 else math.ceil(n_prompts / bs)
+    counter = {"tokens": 0, "targets": 0}
+    make_batches = batch_stream(collate, n_prompts, bs, lc.steps_per_epoch, cfg.run.seed,
                                 lc.variant == "cf_inject", counter)
     ac = autocast_dtype(cfg, ctx.device)
     valid = ctx.split.valid.head(cfg.decode.valid_users)
@@ -147,8 +168,8 @@ def run(ctx):
         m = evaluate(holder["r"], valid, ctx.data.n_items, [10], cfg.eval.exclude_history, cfg.eval.batch_size)
         return m["recall@10"]
 
-    log.info("llm: %s (%s), %d train examples from %d users, %d batches/epoch", lc.model, lc.variant,
-             len(tgt), info["train_users"], spe)
+    log.info("llm: %s (%s, %s), %d train prompts (%d targets) from %d users, %d batches/epoch", lc.model,
+             lc.variant, lc.train_mode, n_prompts, n_targets, info["train_users"], spe)
     res = train_loop(rec, lambda m, b: m(**b), make_batches, cfg.train, ctx.run_dir / "train",
                      validate=validate if len(valid) else None, device=ctx.device, steps_per_epoch=spe,
                      desc=f"llm-{lc.variant}")
@@ -159,7 +180,7 @@ def run(ctx):
     params = count_params(rec)
     now_s = res.train_time_s - res.resumed_time_s  # throughput of the epochs trained in this process
     info.update(tokens_per_s=round(counter["tokens"] / now_s, 1) if counter["tokens"] and now_s > 0 else None,
-                train_tokens=counter["tokens"] or None, resumed_from_epoch=res.resumed_from_epoch,
+                train_tokens=counter["tokens"] or None, train_target_tokens=counter["targets"] or None, resumed_from_epoch=res.resumed_from_epoch,
                 peak_mem_mb=round(peak_memory_mb(ctx.device), 1),
                 steps=res.steps, epochs_run=res.epochs_run, best_valid_recall10=res.best_metric,
                 valid_users=len(valid), adapter=str(adapter),
