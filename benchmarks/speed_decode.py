@@ -2,63 +2,19 @@
 prefix_allowed_tokens_fn=...)` on the same weights and inputs, for the SID recommender (its T5 backbone)
 and for a causal LM with LoRA generating item titles.
 
-The reference is what a TIGER / LLM-as-RS reimplementation usually writes: a dict from each decoded
-prefix to its allowed next tokens, called once per beam per step by HF's PrefixConstrainedLogitsProcessor.
-Both searches use the full-vocabulary log-softmax masked to the trie, no length penalty and no sampling;
-the HF settings are all passed in an explicit GenerationConfig (nothing inherited from the model).
+The reference (genrec.decode.reference) is what a TIGER / LLM-as-RS reimplementation usually writes: a
+dict from each decoded prefix to its allowed next tokens, called once per beam per step by HF's
+PrefixConstrainedLogitsProcessor. Both searches use the full-vocabulary log-softmax masked to the trie, no
+length penalty and no sampling; the HF settings are all passed in an explicit GenerationConfig. Both are
+run without history exclusion (the reference has no banned items).
 """
 from __future__ import annotations
 
 import numpy as np
 import torch
 from speed_common import Bench, ml1m_like
-from transformers import GenerationConfig
 
-from genrec.decode import PrefixTrie
-
-NO_SCORE = -1e8  # HF fills missing hypotheses with -1e9-scored duplicates; below this a slot is empty
-
-
-def prefix_table(seqs: list[list[int]]) -> dict[tuple, list[int]]:
-    """Every prefix of the item sequences -> sorted list of the tokens that may follow it."""
-    kids: dict[tuple, set] = {}
-    for s in seqs:
-        for d in range(len(s)):
-            kids.setdefault(tuple(s[:d]), set()).add(int(s[d]))
-    return {k: sorted(v) for k, v in kids.items()}
-
-
-def prefix_fn(table: dict, start: int, fallback: int):
-    """HF callback: the tokens generated after position `start` -> allowed next tokens. A beam that fell
-    off the trie (only when fewer real candidates than 2*num_beams exist; its score is -inf) gets
-    `fallback` so HF does not raise."""
-    fb = [int(fallback)]
-
-    def fn(batch_id: int, sent: torch.Tensor) -> list[int]:
-        return table.get(tuple(sent[start:].tolist()), fb)
-
-    return fn
-
-
-def gen_config(K: int, steps: int, eos: int, pad: int, decoder_start: int | None = None) -> GenerationConfig:
-    kw = dict(num_beams=K, num_return_sequences=K, max_new_tokens=int(steps), do_sample=False,
-              length_penalty=0.0, early_stopping=False, eos_token_id=int(eos), pad_token_id=int(pad),
-              use_cache=True, return_dict_in_generate=True, output_scores=True)
-    if decoder_start is not None:
-        kw["decoder_start_token_id"] = int(decoder_start)
-    return GenerationConfig(**kw)
-
-
-def hf_items(trie: PrefixTrie, out, start: int, K: int, eos: int | None = None):
-    """generate() output -> (items [B, K], scores [B, K]) in genrec's convention (-1 / -inf = empty)."""
-    tok = out.sequences[:, start:].to(trie.device).long()
-    if eos is not None:  # cut after the first EOS (HF pads finished hypotheses)
-        after = torch.cumsum((tok == eos).long(), 1) - (tok == eos).long() > 0
-        tok = torch.where(after, torch.full_like(tok, -1), tok)
-    items = trie.lookup(tok).view(-1, K)
-    scores = out.sequences_scores.float().to(items.device).view(-1, K)
-    empty = (scores < NO_SCORE) | (items < 0)
-    return torch.where(empty, torch.full_like(items, -1), items), scores.masked_fill(empty, float("-inf"))
+from genrec.decode.reference import gen_config, hf_items, prefix_fn, prefix_table
 
 
 def agreement(ours: tuple, ref: tuple) -> dict:

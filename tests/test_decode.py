@@ -231,3 +231,26 @@ def test_banned_prefix_is_pruned_and_keeps_beams():
     assert ban.is_dead(torch.tensor([0, 1, 0]), torch.cat([n0, n0, torch.tensor([0])])).tolist() == [True, False, False]
     with pytest.raises(ValueError, match="one per user"):
         constrained_beam_search(step_fn, None, 2, trie, 1, 2, exclude=[np.arange(4)])
+
+
+def test_reference_helpers_and_sid_agreement():
+    """genrec.decode.reference (HF generate + prefix_allowed_tokens_fn) gives the same top-K as our search."""
+    from genrec.decode.reference import prefix_fn, prefix_table, reference_generate
+    from genrec.models.sid_data import BOS, PAD
+    from genrec.models.sid_rec import SIDRecModel
+
+    table = prefix_table([[5, 6, 1], [5, 7, 1], [8, 1]])
+    assert table[()] == [5, 8] and table[(5,)] == [6, 7] and table[(5, 6)] == [1]
+    fn = prefix_fn(table, 2, fallback=0)
+    assert fn(0, torch.tensor([9, 9, 5])) == [6, 7] and fn(0, torch.tensor([9, 9, 3])) == [0]
+    torch.manual_seed(0)
+    codes = random_sids(40, 2, 8, seed=3) - np.arange(2) * 8
+    model = SIDRecModel.from_codes(codes, [8, 8], None, max_history=3, num_layers=1, num_decoder_layers=1,
+                                   d_model=32, num_heads=2, d_kv=16, d_ff=64, dropout=0.0).eval()
+    users, hist = torch.arange(3), torch.tensor([[1, 2, 3], [-1, 4, 5], [-1, -1, 6]])
+    ids, mask, _ = model._prompt(users, hist, bos=False)
+    K = 5
+    ours = model.beam_search(users, hist, K)
+    ref = reference_generate(model.backbone.generate, model.trie, model.item_tokens.tolist(), 1, K, 2,
+                             eos=BOS, pad=PAD, decoder_start=BOS, input_ids=ids, attention_mask=mask)
+    assert torch.equal(ours[0], ref[0]) and torch.allclose(ours[1], ref[1], atol=1e-4)

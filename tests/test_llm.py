@@ -110,6 +110,33 @@ def test_beam_search_equals_exhaustive_and_is_valid(tiny):
     assert ((bf >= 0) & (bf < n)).all() and all(len(set(row)) == 6 for row in bf.tolist())
 
 
+def test_exclusion_inside_search_equals_exhaustive_on_unseen(tiny):
+    """Ranking rule: exclude= bans titles inside the beam search: with beams covering the catalogue the
+    lists equal exhaustive scoring restricted to unseen items, and every list holds min(k, unseen) items."""
+    cfg, tok, rec, codec = _rec(tiny)
+    n = len(TITLES)
+    hists = [np.array([0, 1, 2]), np.array([], dtype=np.int64), np.array([9, 3, 3]), np.arange(n - 2),
+             np.arange(n)]
+    ref = exhaustive_scores(rec, codec, hists)
+    for u, h in enumerate(hists):
+        ref[u, torch.as_tensor(h, dtype=torch.long)] = float("-inf")
+    order = torch.sort(ref, dim=1, descending=True, stable=True)
+    want = torch.where(torch.isfinite(order.values), order.indices, -1)
+    full = LLMRecommender(rec, codec, num_beams=n, batch_size=2)
+    items, scores = full.search(hists, exclude=hists)
+    assert torch.equal(items, want)
+    fin = torch.isfinite(order.values)
+    torch.testing.assert_close(scores[fin], order.values[fin], atol=1e-4, rtol=1e-4)
+    unseen = fin.sum(1)
+    top = LLMRecommender(rec, codec, num_beams=4, batch_size=3).recommend(torch.arange(5), hists, 4, exclude=hists)
+    assert torch.equal((top >= 0).sum(1), unseen.clamp(max=4))
+    for row, h in zip(top.tolist(), hists):
+        real = [i for i in row if i >= 0]
+        assert len(set(real)) == len(real) and not set(real) & set(h.tolist())
+    with pytest.raises(ValueError, match="exclude"):
+        full.recommend(torch.arange(5), hists, 3, exclude=hists[:2])
+
+
 def test_adapter_round_trip(tiny, tmp_path):
     cfg, tok, rec, codec = _rec(tiny)
     hists = [np.array([0, 1, 2]), np.array([7])]

@@ -2,8 +2,13 @@
 
 Users are batched with left padding; the prompt is encoded once, its cache repeated per beam, and each
 step feeds one token per beam (the shared `genrec.decode.constrained_beam_search` picks the beams and
-we reorder the cache with its `reorder_cache`). Decoding settings are explicit (num_beams, max_steps,
-no sampling, no length penalty): `generate()` and a model's generation_config are never used.
+the shared cache shim `genrec.decode.cache` repeats / reorders the cache). Decoding settings are explicit
+(num_beams, max_steps, no sampling, no length penalty): `generate()` and a model's generation_config are
+never used.
+
+Ranking rule: `recommend(users, histories, k, exclude)` bans the `exclude` items (the evaluator passes
+the histories when eval.exclude_history is on) inside the beam search, so each list holds
+min(k, unseen items) real, unseen titles; nothing is dropped after decoding.
 """
 from __future__ import annotations
 
@@ -11,7 +16,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from genrec.decode import PrefixTrie, constrained_beam_search
+from genrec.decode import PrefixTrie, constrained_beam_search, reorder_cache, repeat_cache
 from genrec.errors import ConfigError
 from genrec.models.llm.model import LLMRec
 from genrec.models.llm.prompts import PromptCodec, history_matrix
@@ -35,7 +40,7 @@ class LLMRecommender:
     def _tensors(self, batch: dict) -> dict:
         return {k: torch.from_numpy(v).to(self.device) for k, v in batch.items() if k != "labels"}
 
-    def _search(self, hist: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+    def _search(self, hist: np.ndarray, exclude: list[np.ndarray] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         b, nb = len(hist), self.num_beams
         t = self._tensors(self.codec.collate(hist, pad_left=True))
 
@@ -43,7 +48,7 @@ class LLMRecommender:
             if tokens is None:
                 logits, cache = self.rec.prompt_step(t["input_ids"], t["attention_mask"], t["position_ids"],
                                                      t["soft_items"] if self.rec.projector is not None else None)
-                cache.batch_repeat_interleave(nb)
+                repeat_cache(cache, nb)
                 mask = t["attention_mask"].repeat_interleave(nb, 0)
                 pos = t["position_ids"][:, -1].repeat_interleave(nb, 0) + 1
                 return logits.repeat_interleave(nb, 0), (cache, mask, pos)
@@ -55,14 +60,19 @@ class LLMRecommender:
         def reorder(st, beam_idx):
             cache, mask, pos = st
             beam_idx = beam_idx.to(self.device)
-            cache.reorder_cache(beam_idx)
+            reorder_cache(cache, beam_idx)
             return cache, mask[beam_idx], pos[beam_idx]
 
-        return constrained_beam_search(step, None, b, self.trie, nb, self.max_steps, reorder_fn=reorder)
+        return constrained_beam_search(step, None, b, self.trie, nb, self.max_steps, reorder_fn=reorder,
+                                       exclude=exclude)
 
     @torch.no_grad()
-    def search(self, histories: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
-        """(items [B, num_beams], total log-probs [B, num_beams]) for each history."""
+    def search(self, histories: list[np.ndarray], exclude: list[np.ndarray] | None = None
+               ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(items [B, num_beams], total log-probs [B, num_beams]) for each history; `exclude`: None or
+        one array of banned item indices per history (never returned)."""
+        if exclude is not None and len(exclude) != len(histories):
+            raise ValueError(f"exclude has {len(exclude)} entries for {len(histories)} histories")
         was_training = self.rec.training
         self.rec.eval()
         items, scores = [], []
@@ -71,19 +81,22 @@ class LLMRecommender:
             rng = range(0, len(histories), self.batch_size)
             for s in tqdm(rng, desc="beam search", disable=not self.progress, leave=False):
                 hist = history_matrix(histories[s: s + self.batch_size], self.codec.history_items)
+                ex = None if exclude is None else exclude[s: s + self.batch_size]
                 with torch.autocast(self.device.type, dtype=self.autocast_dtype or torch.bfloat16, enabled=use_ac):
-                    it, sc = self._search(hist)
+                    it, sc = self._search(hist, ex)
                 items.append(it.cpu())
                 scores.append(sc.cpu())
         finally:
             self.rec.train(was_training)
         return torch.cat(items), torch.cat(scores)
 
-    def recommend(self, users: torch.Tensor, histories: list[np.ndarray], k: int) -> torch.Tensor:
+    def recommend(self, users: torch.Tensor, histories: list[np.ndarray], k: int,
+                  exclude: list[np.ndarray] | None = None) -> torch.Tensor:
+        """Top-k item indices per user [B, k] (-1 = none), best first, never an `exclude` item."""
         if k > self.num_beams:
             raise ConfigError(f"top-{k} asked but llm.num_beams={self.num_beams}: beam search returns at most "
                               f"num_beams items; raise llm.num_beams or lower eval.ks")
-        items, _ = self.search(list(histories))
+        items, _ = self.search(list(histories), None if exclude is None else list(exclude))
         return items[:, :k]
 
 
