@@ -6,10 +6,11 @@ import pytest
 
 from genrec.cli import main as cli_main
 from genrec.config import load_config
-from genrec.errors import ConfigError
+from genrec.errors import ConfigError, GenrecError
 from genrec.scaling.leaderboard import append_row, make_row
 from genrec.scaling.plots import plot_file
-from genrec.scaling.report import leaderboard, print_fits, print_leaderboard
+from genrec.scaling.curves import curves
+from genrec.scaling.report import NoMetricsError, leaderboard, print_fits, print_leaderboard
 
 LADDER = [(1, 64, 2e5), (2, 96, 8e5), (4, 128, 3e6), (6, 256, 1.2e7), (8, 512, 5e7)]
 
@@ -49,9 +50,33 @@ def test_leaderboard_means_over_seeds(ladder_csv, capsys):
     print_leaderboard(ladder_csv, metric="recall@10")
     out = capsys.readouterr().out
     assert "+-" in out and "failed: 1 row(s): huge" in out and "rec_layers" in out
-    # explicit grouping merges everything else
-    fam = leaderboard(ladder_csv, metric="recall@10", group="family")["rows"]
-    assert [(r["family"], r["n"]) for r in fam] == [("sid", 10), ("baseline", 1)]
+    pop_line = next(line for line in out.splitlines() if " baseline " in line)
+    assert "+-" not in pop_line and "0.0500" in pop_line  # one seed: the value and n=1, no "+- 0.0000"
+    assert rows[-1]["n"] == 1 and np.isnan(rows[-1]["std"])
+
+
+def test_group_never_pools_configurations_as_seeds(ladder_csv, capsys):
+    with pytest.raises(ConfigError, match=r"--group family would pool different configurations.*rec_layers"):
+        leaderboard(ladder_csv, metric="recall@10", group="family")
+    assert cli_main(["leaderboard", str(ladder_csv), "--metric", "recall@10", "--group", "model"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "rec_layers" in err
+    # columns that separate every configuration are fine: the groups are seeds of one configuration
+    cols = "family,model,rec_layers,rec_d_model"
+    rows = leaderboard(ladder_csv, metric="recall@10", group=cols)["rows"]
+    assert sorted(r["n"] for r in rows) == [1] + [2] * len(LADDER)
+
+
+def test_csv_without_ranking_metrics_is_one_line(tmp_path, capsys):
+    speed = tmp_path / "speed.csv"
+    speed.write_text("section,case,ours,reference,unit\ndecode,beam10,82.2,28.2,users/s\n")
+    with pytest.raises(NoMetricsError, match="no ranking metrics"):
+        leaderboard(speed)
+    with pytest.raises(GenrecError):
+        plot_file(speed)
+    assert cli_main(["leaderboard", str(speed)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "not a leaderboard" in err and "Traceback" not in err
 
 
 def test_leaderboard_errors_and_cli(ladder_csv, capsys):
@@ -70,14 +95,49 @@ def test_fit_and_plot_size_ladder(ladder_csv, capsys):
     fits = print_fits(ladder_csv, metric="recall@10", n_boot=30)
     assert len(fits) == 1 and fits[0]["x"] == "params_non_embedding"
     f = fits[0]["fit"]
-    assert f.params["a"] == pytest.approx(0.4, rel=0.05) and f.r2 > 0.99
+    assert f.params["a"] == pytest.approx(0.4, rel=0.05) and f.r2 > 0.99 and f.identified
     assert "fit sid" in capsys.readouterr().out
-    paths = plot_file(ladder_csv, metric="recall@10", n_boot=30)
+    summary = []
+    paths = plot_file(ladder_csv, metric="recall@10", n_boot=30, summary=summary)
     assert paths == [str(ladder_csv.with_suffix(".png"))]
+    (panel,) = summary
+    assert panel["fit_curves"] == 1 and not panel["notes"]
+    assert "2 seeds" in panel["title"] and "dataset synthetic" in panel["title"]
+    assert any(t.startswith("fit:") for t in panel["legend"])
     png = ladder_csv.with_suffix(".png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
     saved = json.loads((ladder_csv.parent / "recsize_fits.json").read_text())
-    assert saved[0]["params"]["a"] == pytest.approx(0.4, rel=0.05)
+    assert saved[0]["params"]["a"] == pytest.approx(0.4, rel=0.05) and saved[0]["identified"] is True
+
+
+def test_plot_draws_no_curve_for_a_fit_that_is_not_identified(tmp_path):
+    path = tmp_path / "flat.csv"
+    noise = np.random.default_rng(3).normal(0.1, 0.01, size=(len(LADDER), 2))
+    for (layers, width, n), ys in zip(LADDER, noise):
+        for seed, y in enumerate(ys):
+            append_row(path, _row(["run.family=sid", f"sid_model.num_layers={layers}", f"sid_model.d_model={width}"],
+                                  float(y), n, seed, point=f"L{layers}"))
+    summary = []
+    plot_file(path, metric="recall@10", n_boot=20, summary=summary)
+    (panel,) = summary
+    assert panel["fit_curves"] == 0 and "not identified" in panel["notes"][0]
+    assert not any(t.startswith("fit:") for t in panel["legend"]) and "2 seeds" in panel["title"]
+    (fit,) = json.loads((tmp_path / "flat_fits.json").read_text())
+    assert fit["identified"] is False and "a" in fit["not_identified"]
+
+
+def test_lines_join_only_points_that_differ_on_the_plotted_axis():
+    def row(llm, n, y, dataset="ml-1m", layers=""):
+        return {"family": "llm", "model": "lora", "llm_model": llm, "rec_layers": layers, "dataset": dataset,
+                "params_non_embedding": str(n), "recall@10": str(y), "seed": "0"}
+
+    two_llms = [row("smollm2-135m", 1.07e8, 0.02), row("gemma3-270m", 1.01e8, 0.03)]
+    cs = curves(two_llms, "recall@10", "params_non_embedding", fit=False)
+    assert sorted(len(c.xs) for c in cs) == [1, 1]  # two markers, not one line
+    ladder = [row("", n, 0.1, layers=str(i)) for i, n in enumerate((1e5, 1e6, 1e7))]
+    assert [len(c.xs) for c in curves(ladder, "recall@10", "params_non_embedding", fit=False)] == [3]
+    other_data = ladder + [row("", 1e6, 0.2, dataset="ml-100k", layers="1")]
+    assert sorted(len(c.xs) for c in curves(other_data, "recall@10", "params_non_embedding", fit=False)) == [1, 3]
 
 
 def test_plot_without_axes_is_a_bar_chart(tmp_path):
@@ -87,6 +147,8 @@ def test_plot_without_axes_is_a_bar_chart(tmp_path):
     out = tmp_path / "plots"
     paths = plot_file(path, out_dir=out)
     assert paths == [str(out / "quick.png")] and (out / "quick.png").stat().st_size > 5_000
+    lb = print_leaderboard(path, metric="recall@10")
+    assert [r["n"] for r in lb] == [1, 1, 1]
     with pytest.raises(ConfigError, match="no ok rows"):
         empty = tmp_path / "empty.csv"
         append_row(empty, _row(["run.family=cf"], 0.1, status="failed"))

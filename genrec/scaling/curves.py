@@ -104,6 +104,22 @@ def _varying(rows: list[dict], cols) -> list[str]:
     return [c for c in cols if len({r.get(c, "") for r in rows}) > 1]
 
 
+def _ladder_cols(rows: list[dict]) -> set[str]:
+    """Size axes with numeric values (layers, widths): they move together along params_non_embedding.
+    A size axis holding names (an LLM) is not a ladder step: different names are different lines."""
+    return {c for c in SIZE_AXES if all(math.isfinite(num(r.get(c))) for r in rows if r.get(c, "") != "")}
+
+
+def describe(rows: list[dict]) -> str:
+    """'dataset ml-1m, protocol loo, 2 seeds': what a plot or table is about (ranges where rows differ)."""
+    def vals(col):
+        return ",".join(sorted({str(r.get(col, "")) for r in rows if r.get(col, "") != ""})) or "?"
+
+    counts = sorted({len(g.rows) for g in group_rows(rows)}) or [0]
+    seeds = f"{counts[0]}" if len(counts) == 1 else f"{counts[0]}-{counts[-1]}"
+    return f"dataset {vals('dataset')}, protocol {vals('split_protocol')}, {seeds} seed{'s' * (counts[-1] != 1)}"
+
+
 def panels(rows: list[dict], metric: str) -> list[tuple[str, str, list[dict]]]:
     """(family, x column, rows) for each family and each axis that varies in it."""
     out = []
@@ -125,8 +141,9 @@ def curves(rows: list[dict], metric: str, x_col: str, fit: bool = True, min_poin
     """One curve per line of a panel; a saturating power law is fitted where a line has enough sizes."""
     from genrec.scaling.fit import fit_power_law
 
-    skip = {x_col, "family"} | (SIZE_AXES if x_col == X_PARAMS else set())
-    line_cols = [c for c in _varying(rows, AXIS_COLS) if c not in skip]
+    skip = {x_col, "family"} | (_ladder_cols(rows) if x_col == X_PARAMS else set())
+    # a line joins only points that differ on the plotted axis: every other varying column splits lines
+    line_cols = [c for c in _varying(rows, AXIS_COLS) + _varying(rows, CONTEXT_COLS) if c not in skip]
     if "model" not in line_cols:
         line_cols.insert(0, "model")
     lines: dict[str, list[dict]] = {}

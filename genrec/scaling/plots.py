@@ -1,11 +1,14 @@
 """`genrec plot FILE`: metric-vs-size curves per family and axis, with fitted power laws, to PNG.
 
 `<stem>.png` holds one panel per (family, varying axis); x is params_non_embedding for size ladders
-(layers x width) or the axis value, on a log scale where the values span a factor of 4 or more;
-one line per model (and per other varying axis), mean +- std over seeds, the fitted saturating power
-law R0 - A/N^a drawn over the points where a line has >= 4 sizes. With several panels each also gets
-its own `<stem>_<family>_<axis>.png`. A file where no axis varies (the quickstart) gets a bar chart of
-the metric per configuration instead.
+(layers x width) or the axis value, on a log scale (ticks at the measured sizes, written 30k / 1.8M)
+where the values span a factor of 4 or more. A line joins only points that differ on the plotted axis
+(two LLMs are two markers, not one line); mean +- std over seeds. Each panel title names the dataset,
+split protocol and seed count, and a legend names every colour. The saturating power law R0 - A/N^a
+is drawn where a line has >= 4 sizes *and* the fit pins every parameter; a fit that is not identified
+gets a note on the panel instead of a curve. All fits, identified or not, go to `<stem>_fits.json`.
+With several panels each also gets its own `<stem>_<family>_<axis>.png`. A file where no axis varies
+(the quickstart) gets a bar chart of the metric per configuration instead.
 """
 from __future__ import annotations
 
@@ -16,8 +19,11 @@ from pathlib import Path
 import numpy as np
 
 from genrec.errors import ConfigError
-from genrec.scaling.curves import X_PARAMS, curves, group_rows, ok_rows, panels
+from genrec.scaling.curves import X_PARAMS, curves, describe, group_rows, ok_rows, panels
 from genrec.scaling.leaderboard import read_rows
+from genrec.scaling.report import check_metric
+
+FAMILIES = ("baseline", "cf", "sid", "llm")
 
 
 def _plt():
@@ -29,109 +35,153 @@ def _plt():
     return plt
 
 
-def _draw_panel(ax, fam: str, x_col: str, cs, metric: str) -> None:
-    numeric = cs and cs[0].xs.dtype != object
-    cats: list = []
-    if not numeric:
-        cats = sorted({str(x) for c in cs for x in c.xs})
+def fmt_size(v: float, _pos=None) -> str:
+    """Compact tick label: 28896 -> '28.9k', 1.8e6 -> '1.8M', 0.25 -> '0.25'."""
+    if not math.isfinite(v):
+        return ""
+    for unit, div in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if abs(v) >= div:
+            return f"{v / div:.3g}{unit}"
+    return f"{v:.3g}"
+
+
+def _draw_line(ax, c, color: str) -> tuple[bool, str]:
+    """Points (mean +- std over seeds) of one curve and its fit; returns (fit drawn, note or '')."""
+    ux, m, s = c.means()
+    okx = np.isfinite(ux)
+    fitted = c.fit is not None and c.fit.identified
+    ax.errorbar(ux[okx], m[okx], yerr=s[okx], marker="o", ms=4, capsize=2, color=color,
+                ls="none" if fitted else "-", label=c.label)
+    if c.fit is None:
+        return False, ""
+    if not fitted:
+        return False, f"{c.label}: power law not identified ({', '.join(c.fit.not_identified)}): no curve drawn"
+    grid = np.geomspace(np.nanmin(ux[ux > 0]), np.nanmax(ux), 100)
+    p = c.fit.params
+    ax.plot(grid, c.fit.predict(grid), color=color, ls="--", lw=1.2, gid="fit",
+            label=f"fit: {p['R0']:.3g} - {p['A']:.3g}/N^{p['a']:.2f} (R2={c.fit.r2:.3f})")
+    return True, ""
+
+
+def _draw_categories(ax, cs) -> list[str]:
+    cats = sorted({str(x) for c in cs for x in c.xs})
     for i, c in enumerate(cs):
-        color = f"C{i % 10}"
-        if numeric:
-            ux, m, s = c.means()
-            okx = np.isfinite(ux)
-            ax.errorbar(ux[okx], m[okx], yerr=s[okx], marker="o", ms=4, capsize=2, color=color, ls="-" if c.fit
-                        is None else "none", label=c.label)
-            if c.fit is not None:
-                lo, hi = np.nanmin(ux[ux > 0]), np.nanmax(ux)
-                grid = np.geomspace(lo, hi, 100)
-                p = c.fit.params
-                ax.plot(grid, c.fit.predict(grid), color=color, ls="--", lw=1.2,
-                        label=f"fit: {p['R0']:.3g} - {p['A']:.3g}/N^{p['a']:.2f} (R2={c.fit.r2:.3f})")
-        else:
-            pos = np.array([cats.index(str(x)) for x in c.xs])
-            means = [c.ys[pos == j].mean() if (pos == j).any() else np.nan for j in range(len(cats))]
-            stds = [c.ys[pos == j].std(ddof=1) if (pos == j).sum() > 1 else 0.0 for j in range(len(cats))]
-            ax.errorbar(np.arange(len(cats)) + 0.05 * i, means, yerr=stds, marker="o", capsize=2, color=color,
-                        ls="none", label=c.label)
+        pos = np.array([cats.index(str(x)) for x in c.xs])
+        means = [c.ys[pos == j].mean() if (pos == j).any() else np.nan for j in range(len(cats))]
+        stds = [c.ys[pos == j].std(ddof=1) if (pos == j).sum() > 1 else 0.0 for j in range(len(cats))]
+        ax.errorbar(np.arange(len(cats)) + 0.05 * i, means, yerr=stds, marker="o", capsize=2, color=f"C{i % 10}",
+                    ls="none", label=c.label)
+    return cats
+
+
+def _log_axis(ax, cs) -> None:
+    """Log x where the values span a factor of 4+, ticks at the measured values when there are few."""
+    from matplotlib.ticker import FuncFormatter, NullFormatter
+
+    xs = np.concatenate([c.xs.astype(float) for c in cs])
+    xs = np.unique(xs[np.isfinite(xs) & (xs > 0)])
+    if not len(xs) or xs.max() / xs.min() < 4:
+        return
+    ax.set_xscale("log")
+    if len(xs) <= 8:
+        ax.set_xticks(xs)
+    ax.xaxis.set_major_formatter(FuncFormatter(fmt_size))
+    ax.xaxis.set_minor_formatter(NullFormatter())
+
+
+def draw_panel(ax, fam: str, x_col: str, cs, metric: str, context: str = "") -> dict:
+    """Draw one panel; returns {'title', 'fit_curves' (drawn), 'notes' (fits not drawn), 'legend'}."""
+    numeric = bool(cs) and cs[0].xs.dtype != object
+    n_fit, notes = 0, []
     if numeric:
-        xs = np.concatenate([c.xs.astype(float) for c in cs])
-        xs = xs[np.isfinite(xs) & (xs > 0)]
-        if len(xs) and xs.max() / xs.min() >= 4:
-            ax.set_xscale("log")
+        for i, c in enumerate(cs):
+            drawn, note = _draw_line(ax, c, f"C{i % 10}")
+            n_fit += drawn
+            notes += [note] if note else []
+        _log_axis(ax, cs)
     else:
+        cats = _draw_categories(ax, cs)
         ax.set_xticks(range(len(cats)))
         ax.set_xticklabels(cats, rotation=20, fontsize=8)
+    if notes:
+        ax.text(0.02, 0.02, "\n".join(notes), transform=ax.transAxes, fontsize=7, va="bottom", wrap=True,
+                bbox={"boxstyle": "round", "fc": "white", "ec": "0.7", "alpha": 0.9})
     ax.set_xlabel("non-embedding parameters" if x_col == X_PARAMS else x_col)
-    ax.set_ylabel(metric)
-    ax.set_title(f"{fam}: {metric} vs {'size' if x_col == X_PARAMS else x_col}", fontsize=10)
+    ax.set_ylabel(f"{metric} (mean +- std over seeds)")
+    title = f"{fam}: {metric} vs {'size' if x_col == X_PARAMS else x_col}" + (f"\n{context}" if context else "")
+    ax.set_title(title, fontsize=9)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
+    legend = ax.legend(fontsize=7)
+    return {"title": title, "fit_curves": n_fit, "notes": notes, "legend": [t.get_text() for t in legend.texts]}
 
 
 def _bar_chart(plt, rows: list[dict], metric: str, title: str, path: Path) -> None:
+    from matplotlib.patches import Patch
+
     groups = group_rows(rows)
     groups.sort(key=lambda g: g.mean(metric))
     labels = [f"{g.labels['family']}/{g.labels['model']}" for g in groups]
-    fig, ax = plt.subplots(figsize=(7, 0.45 * len(groups) + 1.5))
-    ax.barh(range(len(groups)), [g.mean(metric) for g in groups], xerr=[g.std(metric) for g in groups],
-            color=[f"C{['baseline', 'cf', 'sid', 'llm'].index(g.labels['family']) % 10}"
-                   if g.labels["family"] in ("baseline", "cf", "sid", "llm") else "C7" for g in groups])
+    fams = [g.labels["family"] for g in groups]
+    color = {f: f"C{FAMILIES.index(f)}" if f in FAMILIES else "C7" for f in fams}
+    fig, ax = plt.subplots(figsize=(7, 0.45 * len(groups) + 1.8))
+    ax.barh(range(len(groups)), [g.mean(metric) for g in groups], color=[color[f] for f in fams],
+            xerr=[g.std(metric) if len(g.rows) > 1 else 0.0 for g in groups])
     ax.set_yticks(range(len(groups)))
     ax.set_yticklabels(labels, fontsize=8)
     ax.set_xlabel(metric)
-    ax.set_title(title, fontsize=10)
+    ax.set_title(title, fontsize=9)
     ax.grid(axis="x", alpha=0.3)
+    ax.legend(handles=[Patch(color=v, label=f) for f, v in color.items()], fontsize=7, title="family")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
 
 
+def _save(plt, pans, metric: str, path: Path, cols: int) -> list[dict]:
+    """One figure with a panel per (family, axis, rows, curves); returns the panel summaries."""
+    rows_n = math.ceil(len(pans) / cols)
+    fig, axes = plt.subplots(rows_n, cols, figsize=(6.5 * cols, 4.8 * rows_n), squeeze=False)
+    out = [draw_panel(ax, fam, x, cs, metric, describe(fr)) for ax, (fam, x, fr, cs) in zip(axes.ravel(), pans)]
+    for ax in axes.ravel()[len(pans):]:
+        ax.set_visible(False)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return out
+
+
 def plot_file(file: str | Path, out_dir: str | Path = "", metric: str = "recall@10", sweep: str = "",
-              n_boot: int = 200) -> list[str]:
-    """Draw the curves of a leaderboard CSV; returns the PNG paths written (fits go to <stem>_fits.json)."""
+              n_boot: int = 200, summary: list | None = None) -> list[str]:
+    """Draw the curves of a leaderboard CSV; returns the PNG paths written (fits go to <stem>_fits.json).
+
+    summary: a list that receives one dict per panel drawn (title, fit curves drawn, notes, legend).
+    """
     file = Path(file)
     if not file.exists():
         raise ConfigError(f"leaderboard file not found: {file}")
     rows = read_rows(file)
-    if rows and metric not in rows[0]:
-        raise ConfigError(f"--metric {metric!r}: no such column in {file}")
+    check_metric(rows, metric, file)
     rows = ok_rows(rows, metric, sweep)
     if not rows:
         raise ConfigError(f"{file}: no ok rows with a value for {metric}")
     out = Path(out_dir) if out_dir else file.parent
     out.mkdir(parents=True, exist_ok=True)
-    plt = _plt()
-    stem = file.stem
-    pans = [(fam, x, curves(fr, metric, x, n_boot=n_boot)) for fam, x, fr in panels(rows, metric)]
-    paths: list[str] = []
+    plt, stem = _plt(), file.stem
+    pans = [(fam, x, fr, curves(fr, metric, x, n_boot=n_boot)) for fam, x, fr in panels(rows, metric)]
     if not pans:
         p = out / f"{stem}.png"
-        _bar_chart(plt, rows, metric, f"{stem}: {metric} per configuration (mean +- std over seeds)", p)
+        _bar_chart(plt, rows, metric, f"{stem}: {metric} per configuration (mean +- std)\n{describe(rows)}", p)
         return [str(p)]
-    n = len(pans)
-    cols = min(n, 2)
-    rows_n = math.ceil(n / cols)
-    fig, axes = plt.subplots(rows_n, cols, figsize=(6.5 * cols, 4.5 * rows_n), squeeze=False)
-    for ax, (fam, x, cs) in zip(axes.ravel(), pans):
-        _draw_panel(ax, fam, x, cs, metric)
-    for ax in axes.ravel()[n:]:
-        ax.set_visible(False)
-    fig.tight_layout()
-    p = out / f"{stem}.png"
-    fig.savefig(p, dpi=120)
-    plt.close(fig)
-    paths.append(str(p))
-    if n > 1:
-        for fam, x, cs in pans:
-            fig, ax = plt.subplots(figsize=(6.5, 4.5))
-            _draw_panel(ax, fam, x, cs, metric)
-            fig.tight_layout()
-            p = out / f"{stem}_{fam}_{x}.png"
-            fig.savefig(p, dpi=120)
-            plt.close(fig)
-            paths.append(str(p))
-    fits = [{"family": fam, "x": x, "line": c.label, "metric": metric, **c.fit.to_dict()}
-            for fam, x, cs in pans for c in cs if c.fit is not None]
+    paths = [str(out / f"{stem}.png")]
+    drawn = _save(plt, pans, metric, out / f"{stem}.png", min(len(pans), 2))
+    if len(pans) > 1:
+        for pan in pans:
+            paths.append(str(out / f"{stem}_{pan[0]}_{pan[1]}.png"))
+            _save(plt, [pan], metric, Path(paths[-1]), 1)
+    if summary is not None:
+        summary.extend(drawn)
+    fits = [{"family": fam, "x": x, "line": c.label, "metric": metric, "context": describe(fr), **c.fit.to_dict()}
+            for fam, x, fr, cs in pans for c in cs if c.fit is not None]
     if fits:
         (out / f"{stem}_fits.json").write_text(json.dumps(fits, indent=1))
     return paths

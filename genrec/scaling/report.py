@@ -1,11 +1,17 @@
-"""`genrec leaderboard FILE`: ranked table, mean +- std over seeds, one line per configuration."""
+"""`genrec leaderboard FILE`: ranked table, mean +- std over seeds, one line per configuration.
+
+A configuration seen with one seed shows its value and n=1 (no "+- 0"). `--group` may only merge rows
+that are the same configuration (seeds): grouping columns that leave different configurations in one
+group are refused, naming the columns that differ. A CSV without ranking metrics is refused in one line.
+"""
 from __future__ import annotations
 
 import math
 from pathlib import Path
 
-from genrec.errors import ConfigError
-from genrec.scaling.curves import AXIS_COLS, CONTEXT_COLS, X_PARAMS, curves, group_rows, ok_rows, panels
+from genrec.errors import ConfigError, DataError
+from genrec.scaling.curves import (AXIS_COLS, CONTEXT_COLS, X_PARAMS, config_key, curves, group_rows, ok_rows,
+                                   panels)
 from genrec.scaling.leaderboard import METRIC_COLS, read_rows
 
 SHOW_ALSO = ["recall@10", "ndcg@10"]
@@ -14,6 +20,11 @@ MAX_AXIS_COLS = 5  # more varying axis columns than this are folded into one "ax
 
 def _fmt_num(v: float, digits: int = 4) -> str:
     return "-" if not math.isfinite(v) else f"{v:.{digits}f}"
+
+
+def _fmt_mean(t: dict) -> str:
+    """'0.1234 +- 0.0012' over several seeds; the bare value for one seed (n=1 says why)."""
+    return _fmt_num(t["mean"]) if t["n"] < 2 else f"{_fmt_num(t['mean'])} +- {_fmt_num(t['std'])}"
 
 
 def _fmt_params(v: float) -> str:
@@ -25,10 +36,30 @@ def _fmt_params(v: float) -> str:
     return f"{v:.0f}"
 
 
-def _check_metric(rows: list[dict], metric: str, file) -> None:
-    if rows and metric not in rows[0]:
-        known = [c for c in rows[0] if c in METRIC_COLS]
+class NoMetricsError(DataError):
+    """The CSV holds no ranking metric (recall@K, ndcg@K, mrr@K): it is not a leaderboard."""
+
+
+def check_metric(rows: list[dict], metric: str, file) -> None:
+    if not rows:
+        raise NoMetricsError(f"{file}: no rows")
+    known = [c for c in rows[0] if c in METRIC_COLS]
+    if not known:
+        cols = ", ".join(list(rows[0])[:8])
+        raise NoMetricsError(f"{file} has no ranking metrics (recall@K, ndcg@K, mrr@K): not a leaderboard "
+                             f"(columns: {cols}{', ...' if len(rows[0]) > 8 else ''})")
+    if metric not in rows[0]:
         raise ConfigError(f"--metric {metric!r}: no such column in {file} (metrics: {', '.join(known)})")
+
+
+def _check_pooling(groups, gcols: list[str]) -> None:
+    """Refuse a --group that would treat different configurations as seeds of one."""
+    cols = [c for c in CONTEXT_COLS + AXIS_COLS if any(len({r.get(c, "") for r in g.rows}) > 1 for g in groups)]
+    if not cols and any(len({config_key(r) for r in g.rows}) > 1 for g in groups):
+        cols = ["the resolved config (settings outside the axis columns)"]
+    if cols:
+        raise ConfigError(f"--group {','.join(gcols)} would pool different configurations as seeds (they differ in "
+                          f"{', '.join(cols)}); add those columns to --group or leave --group out")
 
 
 def leaderboard(file: str | Path, metric: str = "ndcg@10", group: str | list[str] = "", sweep: str = "") -> dict:
@@ -37,7 +68,7 @@ def leaderboard(file: str | Path, metric: str = "ndcg@10", group: str | list[str
     if not file.exists():
         raise ConfigError(f"leaderboard file not found: {file}")
     rows = read_rows(file)
-    _check_metric(rows, metric, file)
+    check_metric(rows, metric, file)
     gcols = [c.strip() for c in group.split(",") if c.strip()] if isinstance(group, str) else list(group)
     if rows:
         bad = [c for c in gcols if c not in rows[0]]
@@ -48,6 +79,7 @@ def leaderboard(file: str | Path, metric: str = "ndcg@10", group: str | list[str
               and r.get("run_id") not in {g.get("run_id") for g in good}]
     groups = group_rows(good, gcols or None)
     if gcols:
+        _check_pooling(groups, gcols)
         label_cols, constant = gcols, {}
     else:
         cand = CONTEXT_COLS + AXIS_COLS
@@ -62,7 +94,8 @@ def leaderboard(file: str | Path, metric: str = "ndcg@10", group: str | list[str
         if compact:
             t["axes"] = " ".join(f"{c}={g.labels[c]}" for c in axis_cols if g.labels[c] not in ("", None))
         t["users"] = g.mean("users_evaluated")
-        t.update({"params": g.mean(X_PARAMS), "mean": g.mean(metric), "std": g.std(metric), "n": len(g.rows),
+        t.update({"params": g.mean(X_PARAMS), "mean": g.mean(metric),
+                  "std": g.std(metric) if len(g.rows) > 1 else math.nan, "n": len(g.rows),
                   "seeds": ",".join(g.seeds), "train_time_s": g.mean("train_time_s")})
         for m in extra:
             t[m] = g.mean(m)
@@ -84,7 +117,7 @@ def print_leaderboard(file: str | Path, metric: str = "ndcg@10", group: str = ""
     lines = []
     for i, t in enumerate(lb["rows"], 1):
         lines.append([str(i), *(str(t[c]) for c in cols), _fmt_params(t["params"]), _fmt_num(t["users"], 0),
-                      f"{_fmt_num(t['mean'])} +- {_fmt_num(t['std'])}", str(t["n"]),
+                      _fmt_mean(t), str(t["n"]),
                       *(_fmt_num(t[m]) for m in extra), _fmt_num(t["train_time_s"], 1), *(t[c] for c in tail)])
     widths = [max(len(h), *(len(r[j]) for r in lines)) if lines else len(h) for j, h in enumerate(head)]
     title = f"{Path(file).name}" + (f" [sweep {sweep}]" if sweep else "") + f": {len(lb['rows'])} configurations"
