@@ -116,11 +116,19 @@ class TrainConfig:
     num_workers: int = 0
     checkpoint_every: int = 1  # epochs between resumable checkpoints (0 = off)
     progress: bool = True
+    include_valid: bool = False  # the validation item is a training target (fixed epochs: needs patience 0)
+    refit: bool = False  # after early stopping, retrain on train + validation for the best epoch count
 
     def __post_init__(self):
         if self.epochs < 1:
             raise ValueError(f"train.epochs must be >= 1, got {self.epochs} (a run trains before it evaluates; "
                              f"to evaluate without training use a baseline family)")
+        if self.include_valid and self.eval_every != 0:
+            raise ValueError("train.include_valid needs train.eval_every: 0 (a fixed epoch budget: the validation "
+                             "item is in the training data, so it cannot pick epochs or weights)")
+        if self.include_valid and self.refit:
+            raise ValueError("train.include_valid and train.refit exclude each other (refit sets include_valid "
+                             "itself for its second fit)")
 
 
 CORE_SECTIONS = ("run", "data", "eval", "decode", "encoder", "train")

@@ -5,6 +5,7 @@ module.
 """
 from __future__ import annotations
 
+import copy
 import logging
 import time
 from pathlib import Path
@@ -12,6 +13,7 @@ from pathlib import Path
 import torch
 
 from genrec.config import Config, run_id
+from genrec.errors import ConfigError
 from genrec.data import RecData, Split, load_data, split_data
 from genrec.eval.evaluate import evaluate
 from genrec.family import FamilyResult, RunContext, get_family
@@ -30,6 +32,25 @@ def check(cfg: Config) -> None:
     get_family(cfg.run.family).check(cfg)
 
 
+def refit(fam, ctx: RunContext, first: FamilyResult) -> FamilyResult:
+    """Retrain from scratch on train + validation for the validated number of epochs (the first fit's
+    best epoch + 1, no early stopping); the refit model is the one tested. Non-sequential models then
+    see the validation interaction at test time, as sequential ones see it as input."""
+    best = first.extra.get("best_epoch")
+    if best is None or int(best) < 0:
+        raise ConfigError(f"train.refit: family {fam.name!r} reported no validated best epoch (set train.eval_every "
+                          f"> 0 and give it validation users)")
+    cfg = copy.deepcopy(ctx.cfg)
+    cfg.train.epochs, cfg.train.patience, cfg.train.eval_every = int(best) + 1, 0, 0
+    cfg.train.refit, cfg.train.include_valid = False, True
+    second = fam.run(RunContext(cfg, ctx.data, ctx.split.fold_valid(), Path(ctx.run_dir) / "refit", ctx.device))
+    keep = {k: v for k, v in first.extra.items() if k in ("best_epoch", "epochs_run", "best_valid_recall10",
+                                                          "best_valid_recall@10")}
+    second.extra = {**second.extra, "refit_epochs": int(best) + 1, "first_fit": keep}
+    second.train_time_s = (first.train_time_s or 0.0) + (second.train_time_s or 0.0)
+    return second
+
+
 def run_point(cfg: Config, data: RecData | None = None, split: Split | None = None) -> dict:
     """Fit and evaluate one configuration; returns the metrics and provenance (not yet a CSV row)."""
     fam = get_family(cfg.run.family)
@@ -43,9 +64,11 @@ def run_point(cfg: Config, data: RecData | None = None, split: Split | None = No
     device = resolve_device(cfg.run.device)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
-    ctx = RunContext(cfg, data, split, run_dir, device)
+    ctx = RunContext(cfg, data, split.fold_valid() if cfg.train.include_valid else split, run_dir, device)
     t0 = time.perf_counter()
     result: FamilyResult = fam.run(ctx)
+    if cfg.train.refit:
+        result = refit(fam, ctx, result)
     fit_s = time.perf_counter() - t0
     evalset = split.test if cfg.eval.split == "test" else split.valid
     evalset = evalset.head(cfg.eval.max_users)

@@ -97,3 +97,21 @@ def test_cli_run_appends_row_and_errors_are_one_line(tmp_path):
     assert "Traceback" not in bad.stderr and "not found: /no/such.csv" in bad.stderr
     bad = subprocess.run(base + ["run", "--set", "train.epochz=1"], capture_output=True, text=True)
     assert bad.returncode == 2 and "train.epochz" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_refit_on_train_plus_valid_uses_the_validated_epochs(make_cfg):
+    """train.refit: early-stopped fit, then a fresh fit on train + validation for best_epoch + 1 epochs."""
+    cfg = make_cfg("run.family=cf", "run.model=mf_bpr", "cf.dim=8", "train.epochs=4", "train.eval_every=1",
+                   "train.refit=true", "train.checkpoint_every=0")
+    res = run_point(cfg)
+    ex = res["extra"]
+    assert ex["refit_epochs"] == ex["first_fit"]["best_epoch"] + 1 and ex["epochs_run"] == ex["refit_epochs"]
+    assert res["metrics"]["recall@10"] > 0
+
+
+def test_fold_valid_puts_each_validation_target_in_training(synthetic):
+    _, _, split = synthetic
+    folded = split.fold_valid()
+    u, t = int(split.valid.users[0]), int(split.valid.targets[0])
+    assert len(folded.train[u]) == len(split.train[u]) + 1 and folded.train[u][-1] == t
+    assert folded.test is split.test and folded.fingerprint() != split.fingerprint()

@@ -79,6 +79,15 @@ class Split:
     valid: EvalSet
     test: EvalSet
 
+    def fold_valid(self) -> "Split":
+        """The same split with each validation target appended to its user's training sequence (the
+        validation item becomes a training target; the test set is unchanged). For refits and for
+        protocols that hold out only the test item."""
+        train = [np.asarray(s, dtype=np.int64) for s in self.train]
+        for u, t in zip(self.valid.users.tolist(), self.valid.targets.tolist()):
+            train[u] = np.append(train[u], np.int64(t))
+        return Split(f"{self.protocol}+valid-in-train", train, self.valid, self.test)
+
     def train_pairs(self) -> tuple[np.ndarray, np.ndarray]:
         users = np.concatenate([np.full(len(s), u, dtype=np.int64) for u, s in enumerate(self.train)])
         items = np.concatenate([s for s in self.train]).astype(np.int64)

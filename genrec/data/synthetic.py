@@ -3,7 +3,9 @@
 Items fall into clusters; each user prefers one cluster (cluster sizes are skewed, so popularity is a
 real but beatable baseline) and walks that cluster's item cycle: the next item is the successor with
 probability 0.7, another item of the cluster with 0.25 (Zipf-weighted within the cluster), any
-item with 0.05. Both a user-preference
+item with 0.05; like MovieLens, a user meets an item once (a step that lands on an item already seen
+moves on along the cycle to the next unseen one, or to an unseen item of another cluster when the
+cluster is used up), so no target is in its own history. Both a user-preference
 model (MF) and a sequential model can learn it; text names the cluster and position so text encoders
 carry signal.
 """
@@ -28,12 +30,22 @@ def make_synthetic(n_users: int, n_items: int, seq_len: int, seed: int, n_cluste
     zipf = [z / z.sum() for z in zipf]
     rows = []
     t = 1_000_000
+    starts = np.cumsum([0] + [len(x) for x in members])
     for u in range(n_users):
         ci = rng.choice(len(members), p=weights)
         m = members[ci]
         pos = int(rng.choice(len(m), p=zipf[ci]))
         length = int(rng.integers(max(3, seq_len // 2), seq_len + 1))
+        seen: set[int] = set()
         for _ in range(length):
+            free = [j for j in range(len(m)) if m[(pos + j) % len(m)] not in seen]
+            if free:
+                pos = (pos + free[0]) % len(m)
+            else:  # this cluster is used up: an unseen item anywhere
+                nxt = int(rng.choice([i for i in range(n_items) if i not in seen]))
+                ci = min(int(np.searchsorted(starts, nxt, side="right")) - 1, len(members) - 1)
+                m, pos = members[ci], int(np.flatnonzero(members[ci] == nxt)[0])
+            seen.add(int(m[pos]))
             rows.append((f"u{u}", f"i{m[pos]}", t))
             t += int(rng.integers(1, 100))
             r = rng.random()

@@ -266,8 +266,8 @@ def load_pretrained(directory: str | Path) -> CFModel:
 class FaissRanker:
     """Top-K ranking through a faiss exact inner-product index over a model's item vectors.
 
-    Exposes only `recommend`, so evaluate() ranks with it; it searches K + the longest history so that
-    excluding history items still leaves K candidates.
+    Exposes only `recommend`, so evaluate() ranks with it; it searches K + the longest excluded list,
+    drops the excluded items (the evaluator's ranking rule) and returns K real, unseen items.
     """
 
     def __init__(self, model: CFModel):
@@ -281,8 +281,13 @@ class FaissRanker:
         self.index.add(np.ascontiguousarray(iv))
 
     @torch.no_grad()
-    def recommend(self, users: torch.Tensor, histories, k: int) -> torch.Tensor:
+    def recommend(self, users: torch.Tensor, histories, k: int, exclude=None) -> torch.Tensor:
         uv = self.model.transform(self.model.user_embeddings(users, histories)).float().cpu().numpy()
-        kk = min(self.model.n_items, k + max((len(h) for h in histories), default=0))
+        kk = min(self.model.n_items, k + max((len(e) for e in exclude or ()), default=0))
         _, idx = self.index.search(np.ascontiguousarray(uv), kk)
-        return torch.from_numpy(idx.astype(np.int64))
+        out = np.full((len(idx), k), -1, dtype=np.int64)
+        for r, row in enumerate(idx):  # per user: drop banned items, keep the first k (order kept)
+            keep = row[~np.isin(row, exclude[r])] if exclude is not None and len(exclude[r]) else row
+            keep = keep[keep >= 0][:k]
+            out[r, :len(keep)] = keep
+        return torch.from_numpy(out)

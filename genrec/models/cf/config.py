@@ -35,5 +35,6 @@ class CFConfig:
     ssl_weight: float = 0.1  # SGL
     ssl_tau: float = 0.2
     ssl_dropout: float = 0.1  # SGL edge-dropout rate of each view
-    mlp_layers: list[int] | None = None  # NeuMF MLP tower widths (default [2*dim, dim])
+    mlp_layers: list[int] | None = None  # NeuMF MLP tower widths (default [2*dim, dim]); SASRec: [ffn width]
+    ffn_act: Literal["gelu", "relu"] = "gelu"  # SASRec feed-forward activation (the original SASRec: relu)
     faiss: bool = False  # rank with a faiss inner-product index (dot-product models) instead of score()

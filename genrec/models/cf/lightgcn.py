@@ -34,10 +34,13 @@ def normalized_adjacency(users: torch.Tensor, items: torch.Tensor, n_users: int,
 
 
 def propagate(adj: torch.Tensor, emb: torch.Tensor, layers: int) -> torch.Tensor:
-    out, x = emb, emb
-    for _ in range(layers):
-        x = torch.sparse.mm(adj, x)
-        out = out + x
+    """Mean of the layer outputs; the sparse products run in fp32 (sparse CSR matmul has no bf16
+    kernel on the CPU, and autocast would ask for one)."""
+    with torch.autocast(emb.device.type, enabled=False):
+        out = x = emb.float()
+        for _ in range(layers):
+            x = torch.sparse.mm(adj, x)
+            out = out + x
     return out / (layers + 1)
 
 

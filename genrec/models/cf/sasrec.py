@@ -38,12 +38,12 @@ def pad_left(histories, length: int) -> np.ndarray:
 
 
 class Block(nn.Module):
-    def __init__(self, d: int, heads: int, ffn: int, dropout: float):
+    def __init__(self, d: int, heads: int, ffn: int, dropout: float, act: str = "gelu"):
         super().__init__()
         self.heads, self.p = heads, dropout
         self.ln1, self.ln2 = nn.LayerNorm(d), nn.LayerNorm(d)
         self.qkv, self.proj = nn.Linear(d, 3 * d), nn.Linear(d, d)
-        self.ff = nn.Sequential(nn.Linear(d, ffn), nn.GELU(), nn.Dropout(dropout), nn.Linear(ffn, d))
+        self.ff = nn.Sequential(nn.Linear(d, ffn), nn.ReLU() if act == "relu" else nn.GELU(), nn.Dropout(dropout), nn.Linear(ffn, d))
         self.drop = nn.Dropout(dropout)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -73,7 +73,7 @@ class SASRec(CFModel):
         with torch.no_grad():
             self.item_emb.weight[0].zero_()
         ffn = (cfg.mlp_layers or [d])[0]
-        self.blocks = nn.ModuleList(Block(d, cfg.heads, ffn, cfg.dropout) for _ in range(cfg.layers))
+        self.blocks = nn.ModuleList(Block(d, cfg.heads, ffn, cfg.dropout, cfg.ffn_act) for _ in range(cfg.layers))
         self.drop = nn.Dropout(cfg.dropout)
         self.ln = nn.LayerNorm(d)
         self._seqs: torch.Tensor | None = None
