@@ -214,6 +214,52 @@ def sid_train_section(bench: Bench) -> None:
     label = "tiny-x2" if bench.quick else ("6+6L-d256" if not bench.cuda else "8+8L-d512")
     big = dict(tiny, d_model=64) if bench.quick else (big_gpu if bench.cuda else big_cpu)
     sid_train_case(bench, label, big, bench.pick(8, 32, 256), H, steps, epochs)
+    sid_seq_vs_prefix_case(bench, steps=bench.pick(2, 6, 20), epochs=epochs)
+
+
+# ----------------------------------------------------------------------------- sequence-parallel vs per-prefix
+
+
+def sid_seq_vs_prefix_case(bench: Bench, steps: int, epochs: int) -> None:
+    """Training targets per second of the decoder-only SID recommender: one causal pass per window of
+    H + 1 items (H targets per row) vs one (history of H items -> next item) example per row. Same model
+    size, same history length, same rows per batch (so about the same tokens per step); genrec train_loop."""
+    from genrec.models.sid_rec import SIDRecModel
+    from genrec.train import train_loop
+    from speed_decode import random_codes
+
+    n_items, levels, card = bench.pick((300, 2, 32), (3706, 3, 256), (3706, 3, 256))
+    size = bench.pick(dict(num_layers=2, d_model=32, num_heads=2, d_kv=16, d_ff=64),
+                      dict(num_layers=4, d_model=128, num_heads=4, d_kv=32, d_ff=512),
+                      dict(num_layers=8, d_model=512, num_heads=8, d_kv=64, d_ff=2048))
+    bs, H = bench.pick(8, 64, 256), bench.pick(5, 20, 50)
+    codes = random_codes(n_items, levels, card, bench.seed)
+    g = torch.Generator().manual_seed(bench.seed)
+    rows = [torch.randint(0, 6040, (bs,), generator=g) for _ in range(steps)]
+    items = [torch.randint(0, n_items, (bs, H + 1), generator=g) for _ in range(steps)]
+    modes = {"sequence": [(u, w) for u, w in zip(rows, items)],
+             "prefix": [(u, w[:, :-1], w[:, -1]) for u, w in zip(rows, items)]}
+    targets = {"sequence": bs * H * steps, "prefix": bs * steps}
+    rate = {}
+    for mode, batches in modes.items():
+        torch.manual_seed(bench.seed)
+        model = SIDRecModel.from_codes(codes, [card] * levels, arch="decoder_only", train_mode=mode,
+                                       max_history=H, dropout=0.1, **size).to(bench.device)
+        batches = [tuple(t.to(bench.device) for t in b) for b in batches]
+        timer = EpochTimer(bench)
+        with tempfile.TemporaryDirectory() as tmp:
+            train_loop(model, lambda m, b: m(*b), lambda ep: timer.wrap(batches), train_cfg(epochs + 1, bs), tmp,
+                       device=bench.device, steps_per_epoch=steps)
+        rate[mode] = targets[mode] / statistics.median(timer.times[1:])  # epoch 0 = warm-up
+        n_ne = nonemb_params(model.backbone)
+        del model
+    note = (f"decoder-only (Llama) {size['num_layers']}L d{size['d_model']} ({n_ne / 1e6:.2f}M non-embedding) "
+            f"for both, history H={H} items x {levels} SID levels, {bs} rows per batch ({H} targets per window "
+            f"row vs 1 per prefix row), {steps} steps x {epochs} timed epochs, genrec train_loop")
+    if not bench.cuda:
+        note += "; CPU shared with other jobs: noisy"
+    bench.add("train", "sid-llama train targets, sequence vs prefix", rate["sequence"], rate["prefix"], "items/s",
+              f"training target items per second; {note}")
 
 
 # ----------------------------------------------------------------------------- SASRec epoch (RecBole reference)
@@ -270,3 +316,21 @@ def sasrec_section(bench: Bench) -> None:
     bench.add("sasrec", "sasrec train peak memory", mem, RECBOLE_MEM_MB if bench.cuda else None, "MB",
               "CUDA peak allocated vs RecBole's published 1.84 GB (GPU memory)" if bench.cuda else
               "not measured on the CPU; RecBole's published 1.84 GB is GPU memory")
+
+
+if __name__ == "__main__":  # only the sequence-vs-prefix case: python benchmarks/speed_train.py [--steps N]
+    import argparse
+    import sys
+    from pathlib import Path
+
+    sys.path.append(str(Path(__file__).resolve().parent.parent))
+    ap = argparse.ArgumentParser(description=sid_seq_vs_prefix_case.__doc__)
+    ap.add_argument("--steps", type=int, default=6)
+    ap.add_argument("--epochs", type=int, default=1, help="timed epochs (after one warm-up epoch)")
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--quick", action="store_true")
+    args = ap.parse_args()
+    b = Bench(torch.device(args.device), quick=args.quick)
+    sid_seq_vs_prefix_case(b, args.steps, args.epochs)
+    for r in b.rows:
+        print(r.as_list())

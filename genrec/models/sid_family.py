@@ -19,7 +19,7 @@ from genrec.encoders import encode_items
 from genrec.family import FamilyResult
 from genrec.errors import ConfigError
 from genrec.eval.evaluate import evaluate
-from genrec.models.sid_data import PrefixExamples
+from genrec.models.sid.data import PrefixExamples, SequenceWindows
 from genrec.models.sid_inject import mf_bpr_item_embeddings
 from genrec.models.sid_rec import SIDRecModel
 from genrec.sid.tokenizer import get_tokenizer
@@ -44,6 +44,9 @@ def check_config(cfg) -> None:
             raise ConfigError(f"sid_model.{key} must be >= 1, got {getattr(m, key)}")
     if m.arch == "encoder_decoder" and m.num_decoder_layers < 1:
         raise ConfigError(f"sid_model.num_decoder_layers must be >= 1, got {m.num_decoder_layers}")
+    if m.train_mode == "sequence" and m.arch != "decoder_only":
+        raise ConfigError("sid_model.train_mode=sequence trains one causal pass per window and needs "
+                          "sid_model.arch=decoder_only (the encoder_decoder model trains per prefix)")
     if m.arch == "decoder_only" and m.d_model % m.num_heads:
         raise ConfigError(f"sid_model: the decoder_only (Llama) backbone needs d_model divisible by num_heads "
                           f"(got {m.d_model} and {m.num_heads})")
@@ -81,7 +84,8 @@ def build_model(cfg, codes: np.ndarray, vocab_sizes: list[int], vectors: np.ndar
         codes, vocab_sizes, vectors, arch=m.arch, n_user_tokens=m.user_tokens, max_history=cfg.data.max_history,
         num_layers=m.num_layers, num_decoder_layers=m.num_decoder_layers, d_model=m.d_model,
         num_heads=m.num_heads, d_kv=m.d_kv, d_ff=m.d_ff, dropout=m.dropout, feed_forward_proj=m.feed_forward_proj,
-        inject_hidden=m.inject_hidden, num_beams=cfg.decode.num_beams, decode_batch_size=cfg.decode.batch_size)
+        inject_hidden=m.inject_hidden, train_mode=m.train_mode, num_beams=cfg.decode.num_beams,
+        decode_batch_size=cfg.decode.batch_size)
     model.exclude_history = cfg.eval.exclude_history
     return model
 
@@ -102,7 +106,10 @@ def run(ctx):
     log.info("SID recommender (%s): %s; SIDs %d levels, vocab sizes %s", m.arch, params, tok.n_levels,
              list(tok.vocab_sizes))
 
-    examples = PrefixExamples(ctx.split.train, cfg.data.max_history)
+    if m.train_mode == "sequence":
+        examples = SequenceWindows(ctx.split.train, cfg.data.max_history, m.sequence_window)
+    else:
+        examples = PrefixExamples(ctx.split.train, cfg.data.max_history)
     if len(examples) == 0:
         raise ConfigError(f"{ctx.data.name}: no training examples (every training sequence has < 2 items)")
     bs, n_sample = cfg.train.batch_size, m.examples_per_epoch
@@ -124,6 +131,7 @@ def run(ctx):
         "sid_n_levels": tok.n_levels, "sid_vocab_sizes": list(tok.vocab_sizes), "encoder_id": encoder_id,
         "encoder_dims": int(emb.shape[1]), "train_examples": len(examples),
         "examples_per_epoch": min(n_sample, len(examples)) if n_sample > 0 else len(examples),
+        "train_mode": m.train_mode, "targets_per_epoch": examples.targets_per_epoch(n_sample),
         "valid_users": len(valid), "epochs_run": res.epochs_run, "best_epoch": res.best_epoch,
         "best_valid_recall@10": res.best_metric, "steps": res.steps, "resumed_from_epoch": res.resumed_from_epoch,
         "final_loss": res.history[-1]["loss"] if res.history else None,

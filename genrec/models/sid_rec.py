@@ -135,7 +135,10 @@ class SIDRecModel(PreTrainedModel):
         ok = hist >= 0
         tok = self.item_tokens[hist.clamp(min=0)]  # [B, H, L]
         tok = torch.where(ok[..., None], tok, torch.full_like(tok, PAD)).reshape(B, -1)
-        item = torch.where(ok, hist, torch.full_like(hist, -1))[..., None].expand(-1, -1, L).reshape(B, -1)
+        item = torch.where(ok, hist, torch.full_like(hist, -1))[..., None].expand(-1, -1, L)
+        if self.config.train_mode == "sequence":  # injected vector on an item's last token only: in one causal
+            item = torch.cat([torch.full_like(item[..., :-1], -1), item[..., -1:]], -1)  # pass its own levels
+        item = item.reshape(B, -1)  # must not see it (they are targets), as in prefix examples and decoding
         parts_t, parts_i = [tok], [item]
         if self.config.n_user_tokens > 0:
             parts_t.insert(0, user_token(users.to(tok.device), self.config.n_user_tokens)[:, None])

@@ -36,7 +36,9 @@ class SIDModelConfig:
     dropout: float = 0.1
     feed_forward_proj: Literal["relu", "gated-gelu"] = "relu"  # T5 feed-forward (decoder_only: SwiGLU)
     user_tokens: int = 0  # hashed user-id tokens (0 = no user token)
-    examples_per_epoch: int = 0  # 0 = every prefix of every training sequence; N = a seeded sample of N
+    train_mode: Literal["prefix", "sequence"] = "prefix"  # sequence: one causal pass per window (decoder_only)
+    sequence_window: Literal["last", "random"] = "random"  # sequence mode: last max_history+1 items or a random crop
+    examples_per_epoch: int = 0  # 0 = all; N = a seeded sample of N prefix examples (sequence mode: N windows)
     inject: Literal["none", "cf", "encoder"] = "none"
     inject_hidden: int = 256
     inject_cf_dim: int = 64  # inject=cf: built-in MF-BPR embedding width
