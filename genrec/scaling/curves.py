@@ -8,16 +8,30 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-# Axis columns of a leaderboard row (seed excluded): a configuration is one value of all of them.
+# Context columns of a leaderboard row: rows that differ here are never pooled or joined.
 CONTEXT_COLS = ["sweep", "dataset", "split_protocol", "eval_split", "exclude_history"]
-AXIS_COLS = ["family", "model", "data_fraction", "encoder", "quantizer", "sid_levels", "sid_codebook", "sid_latent",
-             "rec_arch", "rec_layers", "rec_d_model", "rec_heads", "rec_d_ff", "inject", "cf_dim", "cf_loss",
-             "cf_variant", "llm_model", "lora_rank", "llm_variant"]
-# Axes that move the model size together (a size ladder): plotted against params_non_embedding.
-SIZE_AXES = {"rec_layers", "rec_d_model", "rec_heads", "rec_d_ff", "sid_latent", "llm_model"}
-NUMERIC_AXES = {"data_fraction", "sid_levels", "sid_codebook", "cf_dim", "lora_rank"}
 X_PARAMS = "params_non_embedding"
-_NOT_CONFIG = {"run": ("seed", "name", "output_dir", "leaderboard", "device"), "train": ("progress", "num_workers")}
+
+
+def axis_cols() -> list[str]:
+    """Axis columns (seed excluded; a configuration is one value of all of them): the shared ones plus
+    every registered family's (genrec.family)."""
+    from genrec.family import axis_columns
+
+    return ["family", "model", "data_fraction"] + [c for c in axis_columns() if c not in ("family", "model")]
+
+
+def size_axes() -> set[str]:
+    """Axes that move the model size together (a size ladder): plotted against params_non_embedding."""
+    from genrec.family import size_axes as registered
+
+    return registered()
+
+
+def numeric_axes() -> set[str]:
+    from genrec.family import numeric_axes as registered
+
+    return {"data_fraction"} | registered()
 
 
 def num(v) -> float:
@@ -29,13 +43,13 @@ def num(v) -> float:
 
 def config_key(row: dict) -> str:
     """Hash of the row's resolved config without the seed (and without labels/paths)."""
+    from genrec.config import result_settings
+
     try:
         d = json.loads(row.get("config") or "{}")
     except json.JSONDecodeError:
         return ""
-    for sec, keys in _NOT_CONFIG.items():
-        for k in keys:
-            d.get(sec, {}).pop(k, None)
+    d = result_settings(d, drop_seed=True)  # the one config identity (genrec.config.NOT_RESULT_KEYS)
     return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:10] if d else ""
 
 
@@ -74,7 +88,7 @@ class Group:
 
 def group_rows(rows: list[dict], group: list[str] | None = None) -> list[Group]:
     """Group rows by `group` columns (default: every context/axis column plus the seedless config)."""
-    cols = list(group) if group else CONTEXT_COLS + AXIS_COLS + ["_config"]
+    cols = list(group) if group else CONTEXT_COLS + axis_cols() + ["_config"]
     out: dict[tuple, Group] = {}
     for r in rows:
         vals = tuple(config_key(r) if c == "_config" else r.get(c, "") for c in cols)
@@ -107,7 +121,7 @@ def _varying(rows: list[dict], cols) -> list[str]:
 def _ladder_cols(rows: list[dict]) -> set[str]:
     """Size axes with numeric values (layers, widths): they move together along params_non_embedding.
     A size axis holding names (an LLM) is not a ladder step: different names are different lines."""
-    return {c for c in SIZE_AXES if all(math.isfinite(num(r.get(c))) for r in rows if r.get(c, "") != "")}
+    return {c for c in size_axes() if all(math.isfinite(num(r.get(c))) for r in rows if r.get(c, "") != "")}
 
 
 def describe(rows: list[dict]) -> str:
@@ -125,13 +139,13 @@ def panels(rows: list[dict], metric: str) -> list[tuple[str, str, list[dict]]]:
     out = []
     for fam in sorted({r.get("family", "") for r in rows}):
         fr = [r for r in rows if r.get("family", "") == fam]
-        vary = _varying(fr, AXIS_COLS[1:])
+        vary = _varying(fr, axis_cols()[1:])
         mine = []
-        if any(c in SIZE_AXES for c in vary) and len({num(r.get(X_PARAMS)) for r in fr}) > 1:
+        if any(c in size_axes() for c in vary) and len({num(r.get(X_PARAMS)) for r in fr}) > 1:
             mine.append((fam, X_PARAMS, fr))
-        mine += [(fam, c, fr) for c in vary if c in NUMERIC_AXES]
+        mine += [(fam, c, fr) for c in vary if c in numeric_axes()]
         if not mine:  # categorical axes only (encoder, quantizer, inject, ...): one panel each
-            mine = [(fam, c, fr) for c in vary if c not in SIZE_AXES and c != "model"]
+            mine = [(fam, c, fr) for c in vary if c not in size_axes() and c != "model"]
         out += mine
     return out
 
@@ -143,7 +157,7 @@ def curves(rows: list[dict], metric: str, x_col: str, fit: bool = True, min_poin
 
     skip = {x_col, "family"} | (_ladder_cols(rows) if x_col == X_PARAMS else set())
     # a line joins only points that differ on the plotted axis: every other varying column splits lines
-    line_cols = [c for c in _varying(rows, AXIS_COLS) + _varying(rows, CONTEXT_COLS) if c not in skip]
+    line_cols = [c for c in _varying(rows, axis_cols()) + _varying(rows, CONTEXT_COLS) if c not in skip]
     if "model" not in line_cols:
         line_cols.insert(0, "model")
     lines: dict[str, list[dict]] = {}
@@ -151,7 +165,7 @@ def curves(rows: list[dict], metric: str, x_col: str, fit: bool = True, min_poin
         label = " ".join(str(r.get(c, "")) if c == "model" else f"{c}={r.get(c, '')}" for c in line_cols)
         lines.setdefault(label, []).append(r)
     out = []
-    numeric = x_col == X_PARAMS or x_col in NUMERIC_AXES
+    numeric = x_col == X_PARAMS or x_col in numeric_axes()
     for label, lr in lines.items():
         xs = [num(r.get(x_col)) if numeric else r.get(x_col, "") for r in lr]
         ys = np.array([num(r.get(metric)) for r in lr])

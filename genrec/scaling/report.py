@@ -10,7 +10,7 @@ import math
 from pathlib import Path
 
 from genrec.errors import ConfigError, DataError
-from genrec.scaling.curves import (AXIS_COLS, CONTEXT_COLS, X_PARAMS, config_key, curves, group_rows, ok_rows,
+from genrec.scaling.curves import (CONTEXT_COLS, X_PARAMS, axis_cols, config_key, curves, group_rows, ok_rows,
                                    panels)
 from genrec.scaling.leaderboard import METRIC_COLS, read_rows
 
@@ -54,7 +54,7 @@ def check_metric(rows: list[dict], metric: str, file) -> None:
 
 def _check_pooling(groups, gcols: list[str]) -> None:
     """Refuse a --group that would treat different configurations as seeds of one."""
-    cols = [c for c in CONTEXT_COLS + AXIS_COLS if any(len({r.get(c, "") for r in g.rows}) > 1 for g in groups)]
+    cols = [c for c in CONTEXT_COLS + axis_cols() if any(len({r.get(c, "") for r in g.rows}) > 1 for g in groups)]
     if not cols and any(len({config_key(r) for r in g.rows}) > 1 for g in groups):
         cols = ["the resolved config (settings outside the axis columns)"]
     if cols:
@@ -82,17 +82,17 @@ def leaderboard(file: str | Path, metric: str = "ndcg@10", group: str | list[str
         _check_pooling(groups, gcols)
         label_cols, constant = gcols, {}
     else:
-        cand = CONTEXT_COLS + AXIS_COLS
+        cand = CONTEXT_COLS + axis_cols()
         label_cols = [c for c in cand if len({g.labels[c] for g in groups}) > 1 or c in ("family", "model")]
         constant = {c: groups[0].labels[c] for c in cand if c not in label_cols and groups and groups[0].labels[c]}
     extra = [m for m in SHOW_ALSO if m != metric]
-    axis_cols = [c for c in label_cols if c in AXIS_COLS[2:]]
-    compact = not gcols and len(axis_cols) > MAX_AXIS_COLS  # mixed families: one "axes" column
+    shown_axes = [c for c in label_cols if c in axis_cols()[2:]]
+    compact = not gcols and len(shown_axes) > MAX_AXIS_COLS  # mixed families: one "axes" column
     table = []
     for g in groups:
         t = {c: g.labels[c] for c in label_cols}
         if compact:
-            t["axes"] = " ".join(f"{c}={g.labels[c]}" for c in axis_cols if g.labels[c] not in ("", None))
+            t["axes"] = " ".join(f"{c}={g.labels[c]}" for c in shown_axes if g.labels[c] not in ("", None))
         t["users"] = g.mean("users_evaluated")
         t.update({"params": g.mean(X_PARAMS), "mean": g.mean(metric),
                   "std": g.std(metric) if len(g.rows) > 1 else math.nan, "n": len(g.rows),
@@ -102,7 +102,7 @@ def leaderboard(file: str | Path, metric: str = "ndcg@10", group: str | list[str
         table.append(t)
     table.sort(key=lambda t: -t["mean"] if math.isfinite(t["mean"]) else math.inf)
     if compact:
-        label_cols = [c for c in label_cols if c not in axis_cols] + ["axes"]
+        label_cols = [c for c in label_cols if c not in shown_axes] + ["axes"]
     return {"columns": label_cols, "rows": table, "constant": constant, "failed": failed, "metric": metric,
             "extra": extra}
 
