@@ -12,6 +12,7 @@ from pathlib import Path
 
 import torch
 
+from genrec.compute import train_compute
 from genrec.config import Config, run_id
 from genrec.errors import ConfigError
 from genrec.data import RecData, Split, load_data, split_data
@@ -76,8 +77,10 @@ def run_point(cfg: Config, data: RecData | None = None, split: Split | None = No
     metrics = evaluate(result.model, evalset, data.n_items, cfg.eval.ks, cfg.eval.exclude_history,
                        cfg.eval.batch_size, progress=cfg.train.progress, desc=f"eval {cfg.run.model}")
     eval_s = time.perf_counter() - t1
+    compute = train_compute(result.extra, result.params)  # train_tokens, train_flops (None when unreported)
     return {
-        "run_id": rid, "run_dir": str(run_dir), "metrics": metrics, "params": result.params,
+        "run_id": rid, "run_dir": str(run_dir), "metrics": metrics, **compute,
+        "params": {**result.params, **compute},  # make_row copies params keys that are columns
         "extra": result.extra, "train_time_s": result.train_time_s or fit_s, "eval_time_s": eval_s,
         "peak_mem_mb": peak_memory_mb(device), "device": device_name(device),
         "precision": resolve_precision(cfg.train.mixed_precision, device),

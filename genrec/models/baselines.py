@@ -49,7 +49,8 @@ class BaselineFamily(Family):
         model = Popularity(ctx.data.n_items) if name == "popularity" else RandomScores(ctx.data.n_items,
                                                                                         ctx.cfg.run.seed)
         model.fit(ctx.split)
-        return FamilyResult(model, {"params_total": 0, "params_non_embedding": 0, "params_trainable": 0})
+        return FamilyResult(model, {"params_total": 0, "params_non_embedding": 0, "params_trainable": 0},
+                            {"train_examples": 0})  # counting needs no training compute (genrec.compute)
 
 
 register_family(BaselineFamily())

@@ -23,6 +23,8 @@ HEAD_COLS = ["run_id", "status", "sweep", "point", "family", "model", "dataset",
 TAIL_COLS = [
     # sizes
     "params_total", "params_non_embedding", "params_trainable",
+    # training compute (genrec.compute: analytic FLOPs, the tokens or examples they count)
+    "train_tokens", "train_flops",
     *METRIC_COLS, "invalid_rate", "users_evaluated", "target_in_history",
     # tokenizer stats
     "collision_rate", "codebook_util", "codebook_perplexity", "recon_error",

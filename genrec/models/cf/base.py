@@ -47,6 +47,7 @@ class CFModel(nn.Module):
         self._adap_w: torch.Tensor | None = None
         self._cache: tuple | None = None
         self._pairs: tuple[np.ndarray, np.ndarray] | None = None
+        self.train_counts: dict = {}  # what fit() trained on, for genrec.compute (FamilyResult.extra)
 
     # ------------------------------------------------------------------ representation
     def tables(self) -> tuple[torch.Tensor | None, torch.Tensor]:
@@ -212,12 +213,46 @@ class CFModel(nn.Module):
         def _validate(model) -> float:
             return evaluate(model, split.valid, n_items, [10], excl, bs)["recall@10"]
 
+        spe = self.steps_per_epoch(train_cfg.batch_size)
         res = train_loop(self, lambda m, b: m(b), lambda ep: self.batches(ep, train_cfg.batch_size), train_cfg,
                          run_dir, validate=_validate if validate and len(split.valid) else None, device=device,
-                         steps_per_epoch=self.steps_per_epoch(train_cfg.batch_size), desc=desc or self.name)
+                         steps_per_epoch=spe, desc=desc or self.name)
+        self.train_counts = self.compute_counts(res.steps * max(1, train_cfg.grad_accum), spe)
         self.eval()
         self._cache = None
         return res
+
+    def examples_per_epoch(self) -> tuple[int, float]:
+        """(training examples per epoch, mean input length): (user, positive) pairs and length 1, or for a
+        sequential model the predicted positions of the trained sequences and their mean input length."""
+        if self.sequential and getattr(self, "_rows", None) is not None:
+            lens = (self._lens[self._rows] - 1).clamp_min(0).double()
+            return int(lens.sum()), float(lens.mean()) if len(lens) else 0.0
+        return (len(self._pairs[0]) if self._pairs is not None else 0), 1.0
+
+    def compute_counts(self, batches: int, batches_per_epoch: int) -> dict:
+        """The FamilyResult.extra keys genrec.compute reads, for `batches` training batches.
+
+        Dot-product models: train_examples = (user, positive) pairs, each scoring `scored_items` items of
+        width `score_dim` (1 + negatives; the catalogue for softmax). Non-dot-product models (NeuMF):
+        every scored (user, item) pair goes through the network, so train_examples counts those pairs.
+        SASRec adds the attention term (n_layers, context = mean input length, d_attn = dim); graph models
+        (an `edge_users` buffer: LightGCN, SGL) the propagation once per batch (SGL: + 2 views)."""
+        c = self.cfg
+        per_epoch, mean_len = self.examples_per_epoch()
+        examples = round(per_epoch * batches / max(1, batches_per_epoch))
+        scored = self.n_items if c.loss == "softmax" else 1 + c.num_negatives
+        out = {"train_examples": examples, "train_batches": int(batches), "scored_items": scored, "score_dim": c.dim}
+        if not self.dot_product:
+            out.update(train_examples=examples * scored, scored_items=1)
+        if self.sequential:
+            out.update(n_layers=c.layers, context=round(mean_len, 3), d_attn=c.dim)
+        edges = getattr(self, "edge_users", None)
+        if isinstance(edges, torch.Tensor) and len(edges):
+            views = 3 if hasattr(self, "_views") and getattr(c, "ssl_weight", 0) else 1
+            out.update(graph_steps=int(batches), graph_edges=len(edges), graph_dim=c.dim, graph_layers=c.layers,
+                       graph_views=views)
+        return out
 
     # ------------------------------------------------------------------ persistence
     def _config_dict(self) -> dict:

@@ -85,6 +85,7 @@ def run(ctx) -> FamilyResult:
     extra = {k: v for k, v in diag.items() if not k.endswith("singular_values")}
     extra.update(epochs_run=res.epochs_run, best_epoch=res.best_epoch, best_valid_recall10=res.best_metric,
                  s_per_epoch=round(res.train_time_s / max(1, len(res.history) - 0), 3) if res.history else None)
+    extra.update(model.train_counts)  # train_examples, scored_items, ... (genrec.compute)
     log.info("cf/%s: item_erank=%.2f user_erank=%s (dim %d), best valid recall@10 %.4f at epoch %d",
              model.name, diag.get("item_erank", float("nan")), f"{diag.get('user_erank', float('nan')):.2f}",
              cfg.cf.dim, res.best_metric, res.best_epoch)
