@@ -73,6 +73,7 @@ class DataConfig:
 class EvalConfig:
     ks: list[int] = field(default_factory=lambda: [5, 10, 20, 50])
     exclude_history: bool = True
+    exclude_window: int = 0  # with exclude_history: exclude only the last N history items (0 = all)
     batch_size: int = 512
     split: Literal["valid", "test"] = "test"
     max_users: int = 0  # evaluate on the first N users only (0 = all); for reduced CPU runs

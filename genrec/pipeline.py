@@ -75,7 +75,8 @@ def run_point(cfg: Config, data: RecData | None = None, split: Split | None = No
     evalset = evalset.head(cfg.eval.max_users)
     t1 = time.perf_counter()
     metrics = evaluate(result.model, evalset, data.n_items, cfg.eval.ks, cfg.eval.exclude_history,
-                       cfg.eval.batch_size, progress=cfg.train.progress, desc=f"eval {cfg.run.model}")
+                       cfg.eval.batch_size, progress=cfg.train.progress, desc=f"eval {cfg.run.model}",
+                       exclude_window=cfg.eval.exclude_window)
     eval_s = time.perf_counter() - t1
     compute = train_compute(result.extra, result.params)  # train_tokens, train_flops (None when unreported)
     return {

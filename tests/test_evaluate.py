@@ -115,3 +115,14 @@ def test_fold_valid_puts_each_validation_target_in_training(synthetic):
     u, t = int(split.valid.users[0]), int(split.valid.targets[0])
     assert len(folded.train[u]) == len(split.train[u]) + 1 and folded.train[u][-1] == t
     assert folded.test is split.test and folded.fingerprint() != split.fingerprint()
+
+
+def test_exclude_window_masks_only_the_last_items():
+    class Fixed:  # item 0 scores highest, then 1, 2, ...
+        def score(self, users, histories):
+            return torch.arange(6, 0, -1, dtype=torch.float32).expand(len(users), -1)
+
+    ev = EvalSet(np.array([0]), [np.array([0, 1, 2])], np.array([3]))
+    full = evaluate(Fixed(), ev, 6, [1])  # 0, 1, 2 masked: item 3 is first
+    window = evaluate(Fixed(), ev, 6, [1], exclude_window=1)  # only item 2 masked: item 0 is first
+    assert full["recall@1"] == 1.0 and window["recall@1"] == 0.0 and window["exclude_window"] == 1

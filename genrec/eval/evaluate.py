@@ -9,7 +9,8 @@ history: keeping it would reveal the answer on data with repeats), and a recomme
 `exclude=histories` and must return K real items outside them (generative models ban them inside the
 constrained beam search, genrec.decode). So a repeated target is a miss when exclusion is on; how often
 that happens is reported as `target_in_history` (share of evaluated users) and `target_in_history_n`.
-Nothing is removed from a returned list afterwards.
+Nothing is removed from a returned list afterwards. `exclude_window` N > 0 excludes only the last N
+history items (the protocol of references that mask the model's input window only); 0 = all of them.
 """
 from __future__ import annotations
 
@@ -37,21 +38,21 @@ def target_in_history(histories: list[np.ndarray], targets: np.ndarray) -> np.nd
     return hit
 
 
-def _score_batch(model, users, hists, tgts, n_items: int, exclude: bool) -> tuple[np.ndarray, np.ndarray]:
+def _score_batch(model, users, hists, tgts, n_items: int, exclude: bool, banned) -> tuple[np.ndarray, np.ndarray]:
     s = model.score(torch.as_tensor(users), hists).float().cpu().numpy()
     if s.shape != (len(users), n_items):
         raise ValueError(f"score() returned shape {s.shape}, expected {(len(users), n_items)}")
     s = np.nan_to_num(s, nan=-np.inf)
     if exclude:
-        r, c = history_pairs(hists)
+        r, c = history_pairs(banned)
         ok = (c >= 0) & (c < n_items)
         s[r[ok], c[ok]] = -np.inf
     return greater_ties_from_scores(s, tgts)
 
 
-def _recommend_batch(model, users, hists, tgts, n_items: int, k: int, exclude: bool):
+def _recommend_batch(model, users, hists, tgts, n_items: int, k: int, exclude: bool, banned):
     """(greater, ties, n_invalid, n_returned) for a recommend model."""
-    top = model.recommend(torch.as_tensor(users), hists, k, exclude=hists if exclude else None)
+    top = model.recommend(torch.as_tensor(users), hists, k, exclude=banned if exclude else None)
     top = top.cpu().numpy() if isinstance(top, torch.Tensor) else np.asarray(top)
     valid = (top >= 0) & (top < n_items)
     invalid = int((~valid & (top != -1)).sum())
@@ -61,18 +62,19 @@ def _recommend_batch(model, users, hists, tgts, n_items: int, k: int, exclude: b
 
 @torch.no_grad()
 def evaluate(model, evalset, n_items: int, ks: list[int], exclude_history: bool = True,
-             batch_size: int = 512, progress: bool = False, desc: str = "eval") -> dict:
+             batch_size: int = 512, progress: bool = False, desc: str = "eval", exclude_window: int = 0) -> dict:
     g_all, t_all = [], []
     invalid = returned = in_hist = 0
     mode = "score" if hasattr(model, "score") else "recommend"
     for start in tqdm(range(0, len(evalset), batch_size), desc=desc, disable=not progress, leave=False):
         sl = slice(start, start + batch_size)
         users, hists, tgts = evalset.users[sl], evalset.histories[sl], evalset.targets[sl]
-        in_hist += int(target_in_history(hists, tgts).sum())
+        banned = [h[-exclude_window:] for h in hists] if exclude_window > 0 else hists
+        in_hist += int(target_in_history(banned, tgts).sum())
         if mode == "score":
-            g, t = _score_batch(model, users, hists, tgts, n_items, exclude_history)
+            g, t = _score_batch(model, users, hists, tgts, n_items, exclude_history, banned)
         else:
-            g, t, bad, n = _recommend_batch(model, users, hists, tgts, n_items, max(ks), exclude_history)
+            g, t, bad, n = _recommend_batch(model, users, hists, tgts, n_items, max(ks), exclude_history, banned)
             invalid, returned = invalid + bad, returned + n
         g_all.append(g)
         t_all.append(t)
@@ -83,6 +85,7 @@ def evaluate(model, evalset, n_items: int, ks: list[int], exclude_history: bool 
     res["users_evaluated"] = n_users
     res["invalid_rate"] = float(invalid / returned) if returned else 0.0
     res["exclude_history"] = bool(exclude_history)
+    res["exclude_window"] = int(exclude_window)
     res["target_in_history"] = float(in_hist / n_users) if n_users else 0.0
     res["target_in_history_n"] = int(in_hist)
     return res
