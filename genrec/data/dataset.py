@@ -261,6 +261,8 @@ def _split_temporal(data: RecData, cut: list[float]) -> Split:
 def load_data(cfg) -> RecData:
     """Load and preprocess the dataset named by a DataConfig."""
     src = cfg.source
+    if str(cfg.path).endswith(".npz"):  # packed index sequences (genrec/data/packed.py), e.g. on a GPU box
+        return __import__("genrec.data.packed", fromlist=["load_packed"]).load_packed(cfg)
     if src in ("ml-100k", "ml-1m"):
         from genrec.data.movielens import load_movielens
 
