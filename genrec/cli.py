@@ -132,7 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
 def setup_logging(verbose: bool = False) -> None:
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
-    for noisy in ("httpx", "urllib3", "filelock", "huggingface_hub", "sentence_transformers"):
+    for noisy in ("httpx", "urllib3", "filelock", "huggingface_hub", "sentence_transformers", "accelerate"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
