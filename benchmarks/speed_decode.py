@@ -53,7 +53,7 @@ def random_codes(n: int, levels: int, card: int, seed: int) -> np.ndarray:
 
 
 def sid_model(bench: Bench, n_items: int, levels: int, card: int, size: dict, max_history: int):
-    from genrec.models.sid_rec import SIDRecModel
+    from genrec.models.sid.modeling import SIDRecModel
 
     torch.manual_seed(bench.seed)
     codes = random_codes(n_items, levels, card, bench.seed)
@@ -63,7 +63,7 @@ def sid_model(bench: Bench, n_items: int, levels: int, card: int, size: dict, ma
 
 def compare_sid(model, users: torch.Tensor, hist: torch.Tensor, K: int, bench: Bench | None = None):
     """(ours, ref, timings): genrec beam_search vs backbone.generate on the same prompt tokens."""
-    from genrec.models.sid_data import BOS, PAD
+    from genrec.models.sid.data import BOS, PAD
 
     dev = model.item_tokens.device
     users, hist = users.to(dev), hist.to(dev)

@@ -82,7 +82,7 @@ def t5_flops_per_seq(backbone, t_enc: int, t_dec: int) -> float:
 def sid_train_case(bench: Bench, label: str, size: dict, bs: int, H: int, steps: int, epochs: int) -> None:
     from transformers import T5ForConditionalGeneration
 
-    from genrec.models.sid_rec import SIDRecModel
+    from genrec.models.sid.modeling import SIDRecModel
     from genrec.train import train_loop
     from speed_decode import random_codes
 
@@ -224,7 +224,7 @@ def sid_seq_vs_prefix_case(bench: Bench, steps: int, epochs: int) -> None:
     """Training targets per second of the decoder-only SID recommender: one causal pass per window of
     H + 1 items (H targets per row) vs one (history of H items -> next item) example per row. Same model
     size, same history length, same rows per batch (so about the same tokens per step); genrec train_loop."""
-    from genrec.models.sid_rec import SIDRecModel
+    from genrec.models.sid.modeling import SIDRecModel
     from genrec.train import train_loop
     from speed_decode import random_codes
 

@@ -236,8 +236,8 @@ def test_banned_prefix_is_pruned_and_keeps_beams():
 def test_reference_helpers_and_sid_agreement():
     """genrec.decode.reference (HF generate + prefix_allowed_tokens_fn) gives the same top-K as our search."""
     from genrec.decode.reference import prefix_fn, prefix_table, reference_generate
-    from genrec.models.sid_data import BOS, PAD
-    from genrec.models.sid_rec import SIDRecModel
+    from genrec.models.sid.data import BOS, PAD
+    from genrec.models.sid.modeling import SIDRecModel
 
     table = prefix_table([[5, 6, 1], [5, 7, 1], [8, 1]])
     assert table[()] == [5, 8] and table[(5,)] == [6, 7] and table[(5, 6)] == [1]

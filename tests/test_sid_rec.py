@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from genrec.models.sid_data import PrefixExamples, SequenceWindows, pack_histories
-from genrec.models.sid_rec import SIDRecModel
+from genrec.models.sid.data import PrefixExamples, SequenceWindows, pack_histories
+from genrec.models.sid.modeling import SIDRecModel
 
 TINY = dict(num_layers=2, num_decoder_layers=2, d_model=32, num_heads=2, d_kv=16, d_ff=64, dropout=0.0)
 RUN = ["run.family=sid", "run.model=tiger", "sid.quantizer=rq_kmeans", "sid.levels=2", "sid.codebook_size=8",
@@ -40,7 +40,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py
 
 @pytest.fixture
 def fake_encoder(monkeypatch):
-    monkeypatch.setattr("genrec.models.sid_family.encode_items", fake_encode)
+    monkeypatch.setattr("genrec.encoders.encode_items", fake_encode)
 
 
 def random_codes(n, levels, card, seed=0):
@@ -248,7 +248,8 @@ def test_sequence_training_beats_popularity(make_cfg, fake_encoder):
 
     run = [a for a in RUN if not a.startswith("train.batch_size")]
     cfg = make_cfg(*run, "sid_model.arch=decoder_only", "sid_model.train_mode=sequence", "train.batch_size=32",
-                   "sid_model.user_tokens=4")
+                   "sid_model.user_tokens=4", "sid_model.inject=cf", "sid_model.inject_cf_dim=8",
+                   "sid_model.inject_cf_epochs=3")
     res = run_point(cfg)
     pop = run_point(make_cfg("run.family=baseline", "run.model=popularity", "eval.ks=[5,10,20]"))
     m, p = res["metrics"], pop["metrics"]
@@ -256,5 +257,61 @@ def test_sequence_training_beats_popularity(make_cfg, fake_encoder):
     assert m["recall@10"] > p["recall@10"] + 0.05, (m["recall@10"], p["recall@10"])
     ex = res["extra"]
     assert ex["train_mode"] == "sequence" and ex["targets_per_epoch"] > ex["train_examples"]
+    from genrec.models.cf.family import mf_bpr_settings
+
+    assert ex["inject_cf"] == mf_bpr_settings(8, 3, 0)  # the CF family's MF-BPR, as in the LLM family
     loaded = SIDRecModel.from_pretrained(ex["model_dir"])
     assert loaded.config.train_mode == "sequence"
+
+
+# ----------------------------------------------------------------------------- one config class
+
+
+def test_sid_model_section_keys_are_the_config_keywords(make_cfg):
+    import dataclasses
+    import inspect
+
+    from genrec.errors import ConfigError
+    from genrec.models.sid.configuration import SIDRecConfig
+
+    cfg = make_cfg("sid_model.arch=decoder_only", "sid_model.num_heads=4", "sid_model.user_tokens=3")
+    keys = [k for k in inspect.signature(SIDRecConfig.__init__).parameters if k not in ("self", "kwargs")]
+    assert [f.name for f in dataclasses.fields(cfg.sid_model)] == keys
+    conf = SIDRecConfig(**dataclasses.asdict(cfg.sid_model))
+    assert (conf.arch, conf.num_heads, conf.user_tokens, conf.n_user_tokens) == ("decoder_only", 4, 3, 3)
+    for bad, msg in [("sid_model.dropout=1.5", "sid_model: dropout"), ("sid_model.arch=rnn", "sid_model.arch"),
+                     ("sid_model.num_layers=0", "num_layers must be >= 1")]:
+        with pytest.raises(ConfigError, match=msg) as e:
+            make_cfg(bad)  # each value is checked as its layer is read
+        assert "\n" not in str(e.value)
+    from genrec.family import get_family
+
+    # keys that go together are checked on the merged config: --set layers may pass through a bad pair
+    ok = make_cfg("run.family=sid", "run.model=tiger", "eval.ks=[5,10]", "sid_model.arch=decoder_only",
+                  "sid_model.num_heads=4", "sid_model.train_mode=sequence")
+    get_family("sid").check(ok)
+    for bad, msg in [("sid_model.train_mode=sequence", "sid_model: train_mode=sequence .* needs arch=decoder_only"),
+                     ("sid_model.arch=decoder_only", "sid_model: .* divisible by num_heads")]:
+        with pytest.raises(ConfigError, match=msg):
+            get_family("sid").check(make_cfg("run.family=sid", "run.model=tiger", "eval.ks=[5,10]", bad))
+    with pytest.raises(ValueError, match="divisible"):
+        SIDRecConfig(arch="decoder_only", d_model=30, num_heads=4)
+
+
+def test_saved_folder_loads_with_auto_classes(tmp_path):
+    from transformers import AutoConfig, AutoModel
+
+    from genrec.models.sid.configuration import SIDRecConfig
+
+    torch.manual_seed(0)
+    model = SIDRecModel.from_codes(random_codes(30, 2, 6), [6, 6], None, arch="decoder_only", train_mode="sequence",
+                                   n_user_tokens=3, max_history=4, num_beams=7, **TINY).eval()
+    model.save_pretrained(tmp_path / "m")
+    conf = AutoConfig.from_pretrained(tmp_path / "m")
+    assert isinstance(conf, SIDRecConfig)
+    assert (conf.num_beams, conf.train_mode, conf.user_tokens, conf.n_items) == (7, "sequence", 3, 30)
+    loaded = AutoModel.from_pretrained(tmp_path / "m").eval()
+    assert isinstance(loaded, SIDRecModel)
+    users, hist = torch.tensor([0, 1]), torch.tensor([[-1, 2, 3, 4], [5, 6, 7, 8]])
+    items = torch.arange(30).expand(2, -1)
+    assert torch.allclose(loaded.item_logprob(users, hist, items), model.item_logprob(users, hist, items))

@@ -4,9 +4,9 @@ Heavy imports (torch, transformers, faiss) happen on first use of the names belo
 """
 from __future__ import annotations
 
-from genrec.sid.config import SIDConfig, SIDModelConfig
+from genrec.sid.config import SIDConfig
 
-__all__ = ["SIDConfig", "SIDModelConfig", "SIDTokenizer", "train_tokenizer", "get_tokenizer", "RQVAEConfig",
+__all__ = ["SIDConfig", "SIDTokenizer", "train_tokenizer", "get_tokenizer", "RQVAEConfig",
            "RQVAEModel", "RQKMeans"]
 
 _LAZY = {

@@ -1,4 +1,5 @@
-"""Config sections for the SID family: the quantizer (tokenizer) and the sequential recommender."""
+"""Config section `sid` of the SID family: the quantizer (tokenizer). The recommender's section,
+`sid_model`, is defined by genrec.models.sid.configuration.SIDRecConfig."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -22,24 +23,3 @@ class SIDConfig:
     disambiguate: bool = True  # append a level that makes item <-> SID a bijection
     tokenizer_path: str = ""  # load a trained tokenizer folder instead of training one
     device: str = "cpu"  # rqvae training: cpu (bit-reproducible anywhere) | auto | cuda[:i]
-
-
-@dataclass
-class SIDModelConfig:
-    arch: Literal["encoder_decoder", "decoder_only"] = "encoder_decoder"
-    num_layers: int = 4  # encoder layers (decoder_only: total layers)
-    num_decoder_layers: int = 4
-    d_model: int = 128
-    num_heads: int = 6
-    d_kv: int = 64
-    d_ff: int = 1024
-    dropout: float = 0.1
-    feed_forward_proj: Literal["relu", "gated-gelu"] = "relu"  # T5 feed-forward (decoder_only: SwiGLU)
-    user_tokens: int = 0  # hashed user-id tokens (0 = no user token)
-    train_mode: Literal["prefix", "sequence"] = "prefix"  # sequence: one causal pass per window (decoder_only)
-    sequence_window: Literal["last", "random"] = "random"  # sequence mode: last max_history+1 items or a random crop
-    examples_per_epoch: int = 0  # 0 = all; N = a seeded sample of N prefix examples (sequence mode: N windows)
-    inject: Literal["none", "cf", "encoder"] = "none"
-    inject_hidden: int = 256
-    inject_cf_dim: int = 64  # inject=cf: built-in MF-BPR embedding width
-    inject_cf_epochs: int = 20

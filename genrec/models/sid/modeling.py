@@ -1,4 +1,4 @@
-"""TIGER-style generative recommender over semantic IDs: a config + model pair (model_type genrec_sid_rec).
+"""TIGER-style generative recommender over semantic IDs (model_type genrec_sid_rec; config in configuration.py).
 
 The backbone is built from scratch from a config: T5 (encoder-decoder, arch="encoder_decoder") or a
 small Llama (arch="decoder_only"). Input: [user token] + the SID tokens of the last `max_history`
@@ -19,43 +19,13 @@ from __future__ import annotations
 import numpy as np
 import torch
 from torch import nn
-from transformers import LlamaConfig, LlamaForCausalLM, PretrainedConfig, PreTrainedModel, T5Config
+from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedModel, T5Config
 from transformers import T5ForConditionalGeneration
 
 from genrec.decode import (PrefixTrie, cache_kwarg, check_k, constrained_beam_search, output_cache,
                            reorder_cache, repeat_cache)
-from genrec.models.sid_data import (BOS, PAD, item_token_table, pack_histories, user_token,
-                                    vocab_size_of)
-
-
-class SIDRecConfig(PretrainedConfig):
-    model_type = "genrec_sid_rec"
-    arch: str = "encoder_decoder"  # encoder_decoder (T5) | decoder_only (Llama)
-    train_mode: str = "prefix"  # prefix | sequence (decoder_only; its prompts put BOS before the history)
-    sid_vocab_sizes: list[int] | None = None  # codebook size per SID level
-    n_items: int = 0
-    n_user_tokens: int = 0
-    max_history: int = 50
-    num_layers: int = 4
-    num_decoder_layers: int = 4
-    d_model: int = 128
-    num_heads: int = 6
-    d_kv: int = 64
-    d_ff: int = 1024
-    dropout: float = 0.1
-    feed_forward_proj: str = "relu"
-    inject_dim: int = 0  # width of the external per-item vector (0 = no injection)
-    inject_hidden: int = 256
-    num_beams: int = 20
-    decode_batch_size: int = 64  # users per beam-search call
-
-    @property
-    def n_levels(self) -> int:
-        return len(self.sid_vocab_sizes or [])
-
-    @property
-    def vocab_size(self) -> int:
-        return vocab_size_of(self.sid_vocab_sizes or [], self.n_user_tokens)
+from genrec.models.sid.configuration import SIDRecConfig
+from genrec.models.sid.data import BOS, PAD, item_token_table, pack_histories, user_token
 
 
 class SIDRecModel(PreTrainedModel):
@@ -65,12 +35,6 @@ class SIDRecModel(PreTrainedModel):
 
     def __init__(self, config: SIDRecConfig):
         super().__init__(config)
-        if config.arch not in ("encoder_decoder", "decoder_only"):
-            raise ValueError(f"sid_model.arch: unknown architecture {config.arch!r}")
-        if config.train_mode not in ("prefix", "sequence"):
-            raise ValueError(f"sid_model.train_mode: unknown mode {config.train_mode!r}")
-        if config.train_mode == "sequence" and config.arch != "decoder_only":
-            raise ValueError("sid_model.train_mode=sequence needs arch=decoder_only")
         if not config.sid_vocab_sizes or config.n_items <= 0:
             raise ValueError("SIDRecConfig needs sid_vocab_sizes and n_items")
         V, c = config.vocab_size, config
@@ -105,12 +69,15 @@ class SIDRecModel(PreTrainedModel):
 
     @classmethod
     def from_codes(cls, codes: np.ndarray, vocab_sizes: list[int], item_vectors: np.ndarray | None = None,
-                   **cfg) -> "SIDRecModel":
-        """A fresh model for a SID table [n_items, L] (and optional external vectors [n_items, d])."""
-        config = SIDRecConfig(sid_vocab_sizes=[int(v) for v in vocab_sizes], n_items=int(len(codes)),
-                              inject_dim=0 if item_vectors is None else int(item_vectors.shape[1]), **cfg)
+                   config: SIDRecConfig | None = None, **cfg) -> "SIDRecModel":
+        """A fresh model for a SID table [n_items, L] (and optional external vectors [n_items, d]), from
+        `config` or SIDRecConfig(**cfg); the table fields (sid_vocab_sizes, n_items, inject_dim) are set here."""
+        config = SIDRecConfig(**cfg) if config is None else config
+        config.sid_vocab_sizes = [int(v) for v in vocab_sizes]
+        config.n_items = int(len(codes))
+        config.inject_dim = 0 if item_vectors is None else int(item_vectors.shape[1])
         model = cls(config)
-        tokens = item_token_table(codes, config.sid_vocab_sizes, config.n_user_tokens)
+        tokens = item_token_table(codes, config.sid_vocab_sizes, config.user_tokens)
         model.item_tokens.copy_(torch.from_numpy(tokens))
         if item_vectors is not None:
             model.item_vectors.copy_(torch.as_tensor(np.asarray(item_vectors), dtype=torch.float32))
@@ -140,15 +107,15 @@ class SIDRecModel(PreTrainedModel):
             item = torch.cat([torch.full_like(item[..., :-1], -1), item[..., -1:]], -1)  # pass its own levels
         item = item.reshape(B, -1)  # must not see it (they are targets), as in prefix examples and decoding
         parts_t, parts_i = [tok], [item]
-        if self.config.n_user_tokens > 0:
-            parts_t.insert(0, user_token(users.to(tok.device), self.config.n_user_tokens)[:, None])
+        if self.config.user_tokens > 0:
+            parts_t.insert(0, user_token(users.to(tok.device), self.config.user_tokens)[:, None])
             parts_i.insert(0, torch.full((B, 1), -1, dtype=torch.long, device=tok.device))
         if bos:
             at = len(parts_t) - 1 if self.config.train_mode == "sequence" else len(parts_t)
             parts_t.insert(at, torch.full((B, 1), BOS, dtype=torch.long, device=tok.device))
             parts_i.insert(at, torch.full((B, 1), -1, dtype=torch.long, device=tok.device))
         ids, item = torch.cat(parts_t, 1), torch.cat(parts_i, 1)
-        # no trimming of all-padding columns here: that needs a host sync; the data side trims (sid_data)
+        # no trimming of all-padding columns here: that needs a host sync; the data side trims (data.py)
         return ids, (ids != PAD).long(), item
 
     def _embed(self, ids: torch.Tensor, item: torch.Tensor) -> torch.Tensor:
