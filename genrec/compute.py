@@ -8,7 +8,9 @@ so one training token costs
     6 x N + 6 x n_layers x context x d_attn          (N = non-embedding parameters)
 
 and a run costs that times its training tokens. Embedding look-ups, norms, softmaxes and biases are left
-out, as in Kaplan et al.; so is the optimizer. Evaluation and validation are not training compute.
+out, as in Kaplan et al.; so is the optimizer. Evaluation and validation are not training compute. With a
+frozen base model (LoRA) the backward pass computes no weight gradients for it, so the true cost is nearer
+4 x N per token; the count keeps 6 x N (an upper bound) so that every row uses one formula.
 
 What a "token" is, per kind of model:
 - token sequences (SID and LLM families): one token position that went through a forward and a backward
@@ -76,10 +78,12 @@ def _num(extra: dict, key: str) -> float:
 def train_compute(extra: dict, params: dict) -> dict:
     """{"train_tokens": ..., "train_flops": ...} from a FamilyResult's extra and params.
 
-    train_tokens is `train_tokens`, else `train_examples`; without either both are None (unknown, e.g. a
-    family that does not report them yet). Baselines report 0 and cost 0.
+    train_tokens is `train_tokens`, else `train_examples` when the extra follows the CF contract (it has
+    `scored_items`) or is 0 (baselines: no training, cost 0); otherwise both are None (unknown: a family
+    that does not report them, or whose `train_examples` means something else, e.g. a data count).
     """
-    key = "train_tokens" if "train_tokens" in extra else "train_examples" if "train_examples" in extra else ""
+    cf_like = "scored_items" in extra or extra.get("train_examples") == 0
+    key = "train_tokens" if "train_tokens" in extra else "train_examples" if cf_like else ""
     if not key or extra.get(key) is None:
         return {"train_tokens": None, "train_flops": None}
     tokens = _num(extra, key)

@@ -40,6 +40,9 @@ def test_train_compute_reads_extra_keys():
     cf = {"train_examples": 6, "scored_items": 2, "score_dim": 4, "graph_steps": 2, "graph_edges": 10,
           "graph_dim": 4, "graph_layers": 3, "graph_views": 1}
     assert train_compute(cf, {"params_non_embedding": 0})["train_flops"] == 288 + 1920
+    # a train_examples that is not the CF contract (no scored_items, e.g. a count of the data) is not counted
+    assert train_compute({"train_examples": 1836}, {"params_non_embedding": 5})["train_flops"] is None
+    assert train_compute({"train_tokens": None, "train_examples": 0}, {})["train_tokens"] is None
     # train_tokens wins over train_examples; non-numbers count as absent
     assert train_compute({"train_tokens": 3, "train_examples": 99, "context": "x"},
                          {"params_non_embedding": 1})["train_tokens"] == 3
