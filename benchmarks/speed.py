@@ -17,9 +17,10 @@ Sections (ours vs reference, same inputs and weights):
   sasrec   SASRec epoch time on ML-1M vs RecBole's published 17.78 s/epoch (TITAN RTX)
 
 Timing: warm-up, then the median of repeats (CUDA events on a GPU, perf_counter on the CPU). The table
-(section, case, ours, reference, unit, ratio, device, note) is printed and written as CSV to --out
+(section, case, ours, reference, unit, ratio, precision, device, note) is printed and written as CSV to --out
 (default benchmarks/results/speed_<device>.csv). ratio = how many times better ours is (>1: ours faster
-or smaller), whatever the unit's direction.
+or smaller), whatever the unit's direction. precision = what ours computed in: the mixed precision its
+genrec train_loop actually ran with (recorded per section), else fp32.
 """
 from __future__ import annotations
 
@@ -59,6 +60,37 @@ def section_fns() -> dict:
     return {"decode": speed_decode.run, "train": speed_train.sid_train_section, "rank": speed_rank.rank_section,
             "quant": speed_rank.quant_section, "encoder": speed_rank.encoder_section,
             "sasrec": speed_train.sasrec_section}
+
+
+class PrecisionLog:
+    """Records the mixed precision each genrec train_loop of a section actually ran with (the accelerator's,
+    after genrec.runtime.resolve_precision), by wrapping genrec.train.make_accelerator while the section runs."""
+
+    def __enter__(self):
+        import genrec.train as train
+
+        self.module, self.original, self.seen = train, train.make_accelerator, []
+
+        def wrapped(cfg_train, device):
+            acc = self.original(cfg_train, device)
+            mp = str(acc.mixed_precision)
+            if mp not in self.seen:
+                self.seen.append(mp)
+            return acc
+
+        train.make_accelerator = wrapped
+        return self
+
+    def __exit__(self, *exc):
+        self.module.make_accelerator = self.original
+
+    def label(self, section: str) -> str:
+        """The precision column of a section's rows: what ours trained in ('no' = fp32), else fp32 (no autocast
+        outside train_loop); the train section's reference is the plain fp32 HF loop."""
+        if not self.seen:
+            return "fp32"
+        ours = "/".join("fp32" if p == "no" else p for p in self.seen)
+        return f"ours {ours}, reference fp32" if section == "train" else f"training {ours}, scoring fp32"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -129,11 +161,14 @@ def main(argv: list[str] | None = None) -> list[Row]:
             t0 = time.perf_counter()
             torch.manual_seed(args.seed)
             n_before = len(bench.rows)
-            try:
-                fns[name](bench)
-            except Exception as e:  # noqa: BLE001 - one failing section must not hide the others
-                traceback.print_exc()
-                bench.add(name, f"{name} FAILED", None, None, "", f"FAILED: {type(e).__name__}: {e}"[:300])
+            with PrecisionLog() as plog:
+                try:
+                    fns[name](bench)
+                except Exception as e:  # noqa: BLE001 - one failing section must not hide the others
+                    traceback.print_exc()
+                    bench.add(name, f"{name} FAILED", None, None, "", f"FAILED: {type(e).__name__}: {e}"[:300])
+            for r in bench.rows[n_before:]:
+                r.precision = r.precision or plog.label(name)
             print(f"[{name}] {len(bench.rows) - n_before} rows in {time.perf_counter() - t0:.1f} s", flush=True)
     out = Path(args.out) if args.out else HERE / "results" / f"speed_{bench.device_slug}.csv"
     print(format_table(bench.rows))

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 log = logging.getLogger("genrec.speed")
-COLUMNS = ["section", "case", "ours", "reference", "unit", "ratio", "device", "note"]
+COLUMNS = ["section", "case", "ours", "reference", "unit", "ratio", "precision", "device", "note"]
 # units where a larger number is better; every other unit (s, MB, ...) is better when smaller
 HIGHER_IS_BETTER = {"users/s", "seq/s", "tokens/s", "texts/s", "TFLOP/s", "MFU %", "items/s",
                     "frac identical", "mean overlap"}
@@ -34,9 +34,11 @@ class Row:
     ratio: float | None
     device: str
     note: str = ""
+    precision: str = ""  # what ours computed in (speed.py fills it from the train loops a section ran)
 
     def as_list(self) -> list:
-        return [self.section, self.case, self.ours, self.reference, self.unit, self.ratio, self.device, self.note]
+        return [self.section, self.case, self.ours, self.reference, self.unit, self.ratio, self.precision, self.device,
+                self.note]
 
 
 def cpu_name() -> str:
@@ -85,12 +87,13 @@ class Bench:
         """Size for the current mode: quick (tests), full on the CPU, full on CUDA."""
         return quick if self.quick else (cuda if self.cuda else cpu)
 
-    def add(self, section: str, case: str, ours, reference, unit: str, note: str = "") -> Row:
-        """Append a row; ratio = how many times better ours is (speed-up, memory saved); >1 = ours better."""
+    def add(self, section: str, case: str, ours, reference, unit: str, note: str = "", precision: str = "") -> Row:
+        """Append a row; ratio = how many times better ours is (speed-up, memory saved); >1 = ours better.
+        `precision`: what ours ran in, when the section knows it (else speed.py fills it in)."""
         ratio = None
         if ours is not None and reference is not None and ours > 0 and reference > 0:
             ratio = ours / reference if unit in HIGHER_IS_BETTER else reference / ours
-        r = Row(section, case, _round(ours), _round(reference), unit, _round(ratio), self.device_name, note)
+        r = Row(section, case, _round(ours), _round(reference), unit, _round(ratio), self.device_name, note, precision)
         self.rows.append(r)
         log.info("%s | %s | ours %s | ref %s %s | x%s %s", section, case, r.ours, r.reference, unit, r.ratio, note)
         return r
@@ -181,6 +184,10 @@ def _load(bench: Bench) -> Data:
             return Data(data.n_items, split_data(data, cfg.data), list(data.item_titles), list(data.item_text),
                         "ML-1M")
         except Exception as e:  # noqa: BLE001 - no local copy (e.g. a GPU box without network)
+            packed = _load_pack()
+            if packed is not None:
+                log.warning("ML-1M not available (%s); using the packed index sequences %s", e, packed.what)
+                return packed
             log.warning("ML-1M not available (%s); using a synthetic catalogue of the same shape", e)
     n_users, n_items, mean_len = (200, 300, 20) if bench.quick else (6040, 3706, 165)
     rng = np.random.default_rng(bench.seed)
@@ -199,3 +206,20 @@ def _load(bench: Bench) -> Data:
               for i in range(n_items)]
     what = "tiny synthetic" if bench.quick else "synthetic ML-1M shape (6040 x 3706, ~1M events)"
     return Data(n_items, split, titles, [t + ". Genres: synthetic" for t in titles], what)
+
+
+def _load_pack() -> Data | None:
+    """ML-1M from benchmarks/gpu_pack (or $GENREC_ML1M_PACK): the real index sequences and split, placeholder
+    titles (the pack holds no text); None when there is no pack."""
+    import os
+
+    path = Path(os.environ.get("GENREC_ML1M_PACK") or Path(__file__).resolve().parent / "gpu_pack" / "ml-1m.npz")
+    if not path.is_file():
+        return None
+    from genrec.config import load_config
+    from genrec.data import load_data, split_data
+
+    cfg = load_config([], ["data.source=ml-1m", f"data.path={path}"])
+    data = load_data(cfg.data)
+    return Data(data.n_items, split_data(data, cfg.data), list(data.item_titles), list(data.item_text),
+                f"ML-1M (packed index sequences {path.name}, placeholder titles)")
