@@ -1,0 +1,118 @@
+"""benchmarks/gpu_prepare.py + gpu_suite.py on the CPU: a tiny pack made here (synthetic data, a tiny SID
+tokenizer), the packed-data reader, and the suite within a 60 s budget (quick sizes): it runs, writes each
+piece and its notes, skips with a note what does not fit, and exits 0."""
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+BENCH = REPO / "benchmarks"
+
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py
+
+
+def _prepare_module():
+    if str(BENCH) not in sys.path:
+        sys.path.insert(0, str(BENCH))
+    import gpu_prepare
+
+    return gpu_prepare
+
+
+@pytest.fixture
+def tiny_pack(tmp_path):
+    from genrec.config import load_config
+    from genrec.data import load_data
+    from genrec.sid.config import SIDConfig
+    from genrec.sid.tokenizer import train_tokenizer
+
+    n = load_data(load_config([], ["data.source=synthetic"]).data).n_items
+    emb = np.random.default_rng(0).standard_normal((n, 16)).astype(np.float32)
+    tok = train_tokenizer(emb, SIDConfig(quantizer="rqvae", levels=2, codebook_size=8, latent_dim=4, hidden_dims=[16],
+                                         epochs=2, batch_size=64), 0, progress=False)
+    tok.save_pretrained(tmp_path / "tok")
+    manifest = _prepare_module().prepare(tmp_path / "pack", [], ["data.source=synthetic"], tmp_path / "tok",
+                                         terms="synthetic test data")
+    return tmp_path / "pack", manifest
+
+
+def test_pack_round_trip(tiny_pack):
+    from genrec.config import load_config
+    from genrec.data import load_data, split_data
+    from genrec.errors import DataError
+
+    pack, m = tiny_pack
+    assert m["embeddings"] is None and m["size_mb"] < 1 and (pack / "README.md").is_file()
+    orig = load_config([], ["data.source=synthetic"])
+    real = load_data(orig.data)
+    cfg = load_config([], ["data.source=synthetic", f"data.path={pack / m['data_file']}"])
+    data = load_data(cfg.data)
+    assert data.source.startswith("packed:") and data.n_items == real.n_items
+    assert all(np.array_equal(a, b) for a, b in zip(data.sequences, real.sequences))
+    assert split_data(data, cfg.data).fingerprint() == split_data(real, orig.data).fingerprint() == \
+        m["split_fingerprint"]
+    for bad in (["data.data_fraction=0.5"], ["data.source=ml-1m"]):
+        with pytest.raises(DataError):
+            load_data(load_config([], ["data.source=synthetic", f"data.path={pack / m['data_file']}", *bad]).data)
+    with np.load(pack / m["data_file"]) as z:  # an edited pack fails its split fingerprint
+        arrays = dict(z)
+    arrays["items"] = arrays["items"][::-1].copy()
+    np.savez(pack / "edited.npz", **arrays)
+    with pytest.raises(DataError, match="split fingerprint"):
+        load_data(load_config([], ["data.source=synthetic", f"data.path={pack / 'edited.npz'}"]).data)
+
+
+def _suite(tmp_path, pack: Path, budget: float, *extra: str) -> tuple[dict, float]:
+    out = tmp_path / "out"
+    t0 = time.monotonic()
+    proc = subprocess.run([sys.executable, str(BENCH / "gpu_suite.py"), "--budget-s", str(budget), "--device", "cpu",
+                           "--pack", str(pack), "--out", str(out), "--work", str(tmp_path / "work"), *extra],
+                          capture_output=True, text=True, timeout=budget + 90, cwd=REPO)
+    wall = time.monotonic() - t0
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    state = json.loads((out / "suite.json").read_text())
+    assert (out / "notes.md").read_text().startswith("# GPU suite: cpu")
+    return state, wall
+
+
+def test_suite_skips_what_does_not_fit(tmp_path, tiny_pack):
+    state, wall = _suite(tmp_path, tiny_pack[0], 4, "--skip", "speed")
+    pieces = {p["piece"]: p for p in state["pieces"]}
+    for name in ("recsize", "tiger", "sasrec"):
+        assert pieces[name]["status"] in ("nothing finished", "skipped"), pieces[name]
+        assert "skipped" in pieces[name]["note"] and "left" in pieces[name]["note"]
+    assert pieces["done"]["status"] == "ok" and "speed decode" not in pieces
+
+
+def test_suite_runs_within_budget(tmp_path, tiny_pack):
+    budget = 60
+    state, wall = _suite(tmp_path, tiny_pack[0], budget)
+    out = tmp_path / "out"
+    assert state["elapsed_s"] <= budget + 5 and wall < budget + 30  # + interpreter start and the last note
+    pieces = {p["piece"]: p for p in state["pieces"]}
+    assert state["sizes"] == "quick" and pieces["environment"]["status"] == "ok"
+    assert set(state["packages"]) >= {"torch", "transformers", "peft", "accelerate", "sentence-transformers"}
+    for p in state["pieces"]:
+        assert p["status"] in ("ok", "partial", "skipped", "stopped at the budget", "nothing finished"), p
+        assert p["status"] == "ok" or p["note"], p
+        assert all((out / f).is_file() for f in p["files"])
+    speed = [p for n, p in pieces.items() if n.startswith("speed ")]
+    assert len(speed) == 4 and pieces["speed decode"]["status"] == "ok"
+    with open(out / "speed_decode.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert rows and all(r["precision"] for r in rows)
+    finished = [n for n in ("recsize", "tiger", "sasrec") if pieces[n]["status"] in ("ok", "partial")]
+    assert finished, state["pieces"]  # at least one training piece fits in 60 s at quick sizes
+    for name in finished:
+        with open(out / f"{name}.csv") as f:
+            rows = [r for r in csv.DictReader(f) if r["status"] == "ok"]
+        assert rows and all(float(r["train_tokens"] or 0) >= 0 for r in rows)
+        assert (name != "sasrec") or float(rows[0]["train_flops"]) > 0
