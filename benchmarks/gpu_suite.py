@@ -183,7 +183,8 @@ def sweep_piece(suite: Suite, name: str, sweep: str, sets: list[str], later: flo
         results = parallel(suite, procs_now, budget)
         notes.append(f"{glob or 'all'}: " + ", ".join(sorted(set(results))))
     rows = count_rows(csv)
-    status = "ok" if rows and all("ok" in n for n in notes) else "partial" if rows else "nothing finished"
+    status = "ok" if rows and all("ok" in n for n in notes) else "partial" if rows else \
+        "skipped" if all("skipped" in n for n in notes) else "nothing finished"
     suite.record(name, status, f"{sweep}: {rows} row(s); " + "; ".join(notes), time.monotonic() - t, [csv])
 
 
