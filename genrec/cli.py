@@ -21,23 +21,71 @@ def _config_args(p: argparse.ArgumentParser) -> None:
 
 def cmd_run(args) -> int:
     from genrec.config import load_config
-    from genrec.pipeline import check, run_point
-    from genrec.scaling.leaderboard import append_row, make_row
 
     cfg = load_config(args.config, args.overrides)
+    return _run_and_report(cfg, args.leaderboard or cfg.run.leaderboard, force=args.force)
+
+
+def _run_and_report(cfg, out: str, run_dir=None, force: bool = False) -> int:
+    """Run (or re-evaluate) one point under its run log, append its row unless that run id has one."""
+    from pathlib import Path
+
+    from genrec.config import run_id, train_id
+    from genrec.pipeline import check, prepare, run_point
+    from genrec.scaling.leaderboard import append_row, done_run_ids, make_row
+    from genrec.scaling.runner import _PointLog
+
     check(cfg)
-    res = run_point(cfg)
-    row = make_row(cfg, res)
-    out = args.leaderboard or cfg.run.leaderboard
-    if out and out != "none":
-        append_row(out, row)
+    data, split = prepare(cfg)
+    rid = run_id(cfg, data.fingerprint())
+    write = bool(out) and out != "none"
+    if write and not force and rid in done_run_ids(out):
+        print(f"run {rid} already has a row in {out}: nothing to do (--force reruns it)")
+        return 0
+    run_dir = Path(run_dir or Path(cfg.run.output_dir) / train_id(cfg, data.fingerprint()))
+    run_dir.mkdir(parents=True, exist_ok=True)
+    with _PointLog(run_dir / "run.log"):
+        res = run_point(cfg, data, split, run_dir)
+    if write:
+        append_row(out, make_row(cfg, res))
     m = res["metrics"]
     print(f"{cfg.run.family}/{cfg.run.model} on {res['data']['name']} ({res['data']['protocol']}, "
           f"{m['users_evaluated']} users, exclude_history={m['exclude_history']}):")
     print("  " + "  ".join(f"{k}={m[k]:.4f}" for k in m if "@" in k and k.split("@")[1] in ("10", "50")
                            or k in ("recall@5", "ndcg@5")))
-    print(f"  invalid_rate={m['invalid_rate']:.4f}  train_time_s={res['train_time_s']:.1f}  run_id={res['run_id']}"
-          + (f"  -> {out}" if out and out != "none" else ""))
+    print(f"  invalid_rate={m['invalid_rate']:.4f}  target_in_history={m.get('target_in_history', 0):.3f}  "
+          f"train_time_s={res['train_time_s']:.1f}  run_id={res['run_id']}" + (f"  -> {out}" if write else ""))
+    print(f"  run folder: {run_dir}")
+    return 0
+
+
+EVAL_SECTIONS = ("eval.", "decode.")
+
+
+def cmd_eval(args) -> int:
+    """Re-evaluate a trained run folder: its config.yaml plus eval.* / decode.* overrides; no training."""
+    from pathlib import Path
+
+    from genrec.config import load_config
+    from genrec.errors import ConfigError
+
+    run_dir = Path(args.run_dir)
+    if not (run_dir / "config.yaml").is_file():
+        raise ConfigError(f"{run_dir}: not a genrec run folder (no config.yaml); `genrec run` prints the folder")
+    bad = [o for o in args.overrides if not o.strip().startswith(EVAL_SECTIONS)]
+    if bad:
+        raise ConfigError(f"--set {bad[0]}: genrec eval changes only eval.* and decode.* settings (anything else "
+                          f"would change the trained model: use genrec run)")
+    cfg = load_config([str(run_dir / "config.yaml")], args.overrides)
+    return _run_and_report(cfg, args.leaderboard or cfg.run.leaderboard, run_dir=run_dir, force=args.force)
+
+
+def cmd_config(args) -> int:
+    import yaml
+
+    from genrec.config import load_config, to_dict
+
+    print(yaml.safe_dump(to_dict(load_config(args.config, args.overrides)), sort_keys=False), end="")
     return 0
 
 
@@ -94,13 +142,34 @@ def cmd_encode(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from genrec import __version__
+
     ap = argparse.ArgumentParser(prog="genrec", description="Scaling benchmark for generative recommendation")
     ap.add_argument("-v", "--verbose", action="store_true")
+    ap.add_argument("--version", action="version", version=f"genrec {__version__}")
     sub = ap.add_subparsers(dest="cmd", required=True)
-    p = sub.add_parser("run", help="fit and evaluate one configuration; append a leaderboard row")
+    ex = argparse.RawDescriptionHelpFormatter
+    p = sub.add_parser("run", help="fit and evaluate one configuration; append a leaderboard row", formatter_class=ex,
+                       epilog="example: genrec run -c configs/data/ml-100k.yaml -c configs/cf/mf_bpr.yaml "
+                              "--set cf.dim=128")
     _config_args(p)
     p.add_argument("--leaderboard", default="", help="CSV to append to (default: run.leaderboard; 'none' = off)")
+    p.add_argument("--force", action="store_true", help="run even if the leaderboard has a row for this run id")
     p.set_defaults(fn=cmd_run)
+    p = sub.add_parser("eval", help="re-evaluate a trained run folder (other users, K, beams, split); no training",
+                       formatter_class=ex, epilog="example: genrec eval runs/3f2a9c1b7d4e --set eval.split=valid "
+                                                  "--set eval.max_users=0")
+    p.add_argument("run_dir", help="a run folder (genrec run prints it)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="eval.* or decode.* override (repeatable)")
+    p.add_argument("--leaderboard", default="", help="CSV to append to (default: the run's run.leaderboard)")
+    p.add_argument("--force", action="store_true", help="evaluate even if this run id has a row")
+    p.set_defaults(fn=cmd_eval)
+    p = sub.add_parser("config", help="print the resolved config (defaults + files + --set) as YAML",
+                       formatter_class=ex, epilog="example: genrec config -c configs/runs/sid-ml1m-tiger.yaml "
+                                                  "--set decode.num_beams=10")
+    _config_args(p)
+    p.set_defaults(fn=cmd_config)
     p = sub.add_parser("data", help="load a dataset and print counts and split fingerprints")
     p.add_argument("name", nargs="?", default="", help="ml-100k, ml-1m, synthetic, ...")
     _config_args(p)

@@ -338,6 +338,28 @@ def _diff(d: dict, base: dict) -> dict:
     return out
 
 
+# Settings that change how a trained model is evaluated, not the model: left out of the training identity
+# (the run folder), so `genrec eval` and a changed eval.max_users reuse the trained model.
+EVAL_ONLY_KEYS = {"eval": None, "decode": ("batch_size",)}  # None = the whole section
+
+
+def train_id(cfg: "Config", data_fingerprint: str = "") -> str:
+    """The training identity: run_id without the evaluation settings; names the run folder."""
+    def strip(d: dict) -> dict:
+        for section, keys in EVAL_ONLY_KEYS.items():
+            if keys is None:
+                d.pop(section, None)
+            else:
+                for k in keys:
+                    d.get(section, {}).pop(k, None)
+        return d
+
+    d = _diff(strip(result_settings(cfg)), strip(result_settings(Config())))
+    if data_fingerprint:
+        d["_data_fingerprint"] = data_fingerprint
+    return config_hash(d)
+
+
 def run_id(cfg: "Config", data_fingerprint: str = "") -> str:
     """Hash of the settings that change the result, taken as their difference from the defaults,
     and of the data's content fingerprint when given (edited data never resumes an old model).

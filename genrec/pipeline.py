@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 
 from genrec.compute import train_compute
-from genrec.config import Config, run_id
+from genrec.config import Config, run_id, to_dict, train_id
 from genrec.errors import ConfigError
 from genrec.data import RecData, Split, load_data, split_data
 from genrec.eval.evaluate import evaluate
@@ -52,16 +52,46 @@ def refit(fam, ctx: RunContext, first: FamilyResult) -> FamilyResult:
     return second
 
 
-def run_point(cfg: Config, data: RecData | None = None, split: Split | None = None) -> dict:
-    """Fit and evaluate one configuration; returns the metrics and provenance (not yet a CSV row)."""
+def write_run_files(run_dir: Path, cfg: Config, data: RecData) -> None:
+    """The parts of a run folder every family has: resolved config and the item-id map."""
+    import json
+
+    import yaml
+
+    (run_dir / "config.yaml").write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
+    ids = run_dir / "item_ids.json"
+    if not ids.exists():  # internal item index i <-> the dataset's own item id item_ids[i]
+        ids.write_text(json.dumps([str(x) for x in data.item_ids]))
+
+
+def write_metrics(run_dir: Path, rid: str, metrics: dict) -> None:
+    """metrics.json holds the run's own evaluation; `genrec eval` adds evals/<run id>.json."""
+    import json
+
+    path = run_dir / "metrics.json"
+    if path.exists() and json.loads(path.read_text()).get("run_id") != rid:
+        path = run_dir / "evals" / f"{rid}.json"
+        path.parent.mkdir(exist_ok=True)
+    path.write_text(json.dumps({"run_id": rid, **metrics}, indent=1))
+
+
+def run_point(cfg: Config, data: RecData | None = None, split: Split | None = None,
+              run_dir: Path | None = None) -> dict:
+    """Fit and evaluate one configuration; returns the metrics and provenance (not yet a CSV row).
+
+    The run folder (`run.output_dir`/<training id>, or `run_dir` to re-evaluate a trained run) holds
+    config.yaml, item_ids.json, metrics.json, the family's model and checkpoints, and run.log when run
+    from the CLI or a sweep. A finished training run is resumed, not repeated: only evaluation runs.
+    """
     fam = get_family(cfg.run.family)
     fam.check(cfg)
     seed_everything(cfg.run.seed)
     if data is None or split is None:
         data, split = prepare(cfg)
     rid = run_id(cfg, data.fingerprint())
-    run_dir = Path(cfg.run.output_dir) / rid
+    run_dir = Path(run_dir) if run_dir is not None else Path(cfg.run.output_dir) / train_id(cfg, data.fingerprint())
     run_dir.mkdir(parents=True, exist_ok=True)
+    write_run_files(run_dir, cfg, data)
     device = resolve_device(cfg.run.device)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
@@ -78,6 +108,7 @@ def run_point(cfg: Config, data: RecData | None = None, split: Split | None = No
                        cfg.eval.batch_size, progress=cfg.train.progress, desc=f"eval {cfg.run.model}",
                        exclude_window=cfg.eval.exclude_window)
     eval_s = time.perf_counter() - t1
+    write_metrics(run_dir, rid, metrics)
     compute = train_compute(result.extra, result.params)  # train_tokens, train_flops (None when unreported)
     return {
         "run_id": rid, "run_dir": str(run_dir), "metrics": metrics, **compute,

@@ -2,6 +2,7 @@
 from_pretrained round trips; the switches (DirectSpec, Adap-tau, multi-embedding, faiss) do something."""
 from __future__ import annotations
 
+from pathlib import Path
 import numpy as np
 import pytest
 import torch
@@ -57,7 +58,7 @@ def test_smoke_beats_popularity(tmp_path, synth, name):
     r10 = res["metrics"]["recall@10"]
     assert r10 > pop_recall + 0.1, f"{name}: recall@10 {r10:.3f} vs popularity {pop_recall:.3f}"
     assert res["extra"]["item_erank"] > 1.0
-    assert (tmp_path / res["run_id"] / "spectrum.json").exists()
+    assert (Path(res["run_dir"]) / "spectrum.json").exists()
 
 
 @pytest.mark.parametrize("name", MODELS)
@@ -124,7 +125,7 @@ def test_multi_embedding_and_faiss_ranker(tmp_path, synth):
     cfg = _cfg(tmp_path, "run.model=mf_bpr", "cf.num_embeddings=4", "cf.dim=32")
     res = run_point(cfg, data, split)
     assert res["metrics"]["recall@10"] > pop_recall + 0.1
-    model = load_pretrained(tmp_path / res["run_id"] / "model")
+    model = load_pretrained(Path(res["run_dir"]) / "model")
     from genrec.models.cf.base import FaissRanker
 
     a = evaluate(model, split.test, data.n_items, [10, 20])

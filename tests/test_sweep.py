@@ -154,7 +154,7 @@ runs:
     assert [r["status"] for r in rows] == ["ok", "ok", "ok", "failed"]
     assert "no-such-model" in json.loads(rows[3]["extra"])["error"]
     assert all(r["sweep"] == "smoke" for r in rows) and float(rows[0]["recall@10"]) > float(rows[1]["recall@10"])
-    log = (tmp_path / "runs" / rows[3]["run_id"] / "run.log").read_text()
+    log = (Path(json.loads(rows[3]["extra"])["run_dir"]) / "run.log").read_text()
     assert "Traceback" in log and "no-such-model" in log
     text = capsys.readouterr().out
     assert "failed: 1 row(s): bad-s0" in text and "popularity" in text

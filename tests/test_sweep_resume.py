@@ -120,7 +120,7 @@ runs:
     from genrec.scaling.runner import bind_data
 
     bind_data([toy], {})  # the run folder is named by config + data fingerprint
-    state = tmp_path / "runs" / toy.run_id / "rec" / "train_state.json"
+    state = tmp_path / "runs" / toy.train_id / "rec" / "train_state.json"
     cmd = [sys.executable, str(driver), "--sweep", str(sweep), "--out", str(out), "--no-plot"]
     env = {**os.environ, "GENREC_OFFLINE": "1"}
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
@@ -157,7 +157,7 @@ runs:
     extra = json.loads(toy_row["extra"])
     assert extra["resumed"] == ["rec/train_state.json"]
     assert extra["resumed_from_epoch"] == killed_at["epoch"] + 1 and extra["epochs_run"] == 5
-    log = (tmp_path / "runs" / toy.run_id / "run.log").read_text()
+    log = (tmp_path / "runs" / toy.train_id / "run.log").read_text()
     assert "resumes" in log and "resuming" in log
 
 

@@ -115,14 +115,14 @@ def check_points(points) -> None:
 def bind_data(points, cache: dict) -> None:
     """Give each point its full run id: config plus the content fingerprint of its data (each
     distinct data section is loaded once; only the last one stays in memory)."""
-    from genrec.config import config_hash, run_id
+    from genrec.config import config_hash, run_id, train_id
 
     fps: dict[str, str] = {}
     for p in points:
         key = config_hash(p.cfg.data)
         if key not in fps:
             fps[key] = _load(p.cfg, cache)[0].fingerprint()
-        p.run_id = run_id(p.cfg, fps[key])
+        p.run_id, p.train_id = run_id(p.cfg, fps[key]), train_id(p.cfg, fps[key])
 
 
 def _load(cfg, cache: dict):
@@ -157,7 +157,7 @@ def run_points(points, out: Path, sweep_name: str, force: bool = False, progress
         if not force and p.run_id in done_run_ids(out):  # re-read: another process may have done it
             counts["skipped"] += 1
             continue
-        run_dir = Path(p.cfg.run.output_dir) / p.run_id
+        run_dir = Path(p.cfg.run.output_dir) / (p.train_id or p.run_id)
         run_dir.mkdir(parents=True, exist_ok=True)
         with point_lock(run_dir, p.name):
             if not force and p.run_id in done_run_ids(out):  # finished by the process we waited for
@@ -207,7 +207,7 @@ def _run_one(p, run_dir: Path, out: Path, sweep_name: str, cache: dict, job: str
             tqdm.write(f"point {p.name}: resuming (found {', '.join(prior)} in {run_dir})")
         try:
             data, split = _load(p.cfg, cache)
-            res = run_point(p.cfg, data, split)
+            res = run_point(p.cfg, data, split, run_dir)
             status = "ok"
         except (KeyboardInterrupt, SystemExit):
             raise
@@ -218,7 +218,7 @@ def _run_one(p, run_dir: Path, out: Path, sweep_name: str, cache: dict, job: str
             status = "failed"
             tqdm.write(f"point {p.name} FAILED: {msg} (log: {run_dir / 'run.log'})")
     res.setdefault("extra", {})
-    res["extra"] = {**res["extra"], "wall_s": round(time.perf_counter() - t0, 2), "job": job}
+    res["extra"] = {**res["extra"], "wall_s": round(time.perf_counter() - t0, 2), "job": job, "run_dir": str(run_dir)}
     if prior:
         res["extra"]["resumed"] = prior
     append_row(out, make_row(p.cfg, res, sweep=sweep_name, point=p.name, status=status))

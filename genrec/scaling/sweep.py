@@ -39,6 +39,7 @@ class SweepPoint:
     block: str
     cfg: Config
     run_id: str
+    train_id: str = ""  # the run folder's name (run_id without evaluation settings); set with the data
     axes: dict = field(default_factory=dict)  # the values this point sets beyond the shared layers
 
 
@@ -231,7 +232,7 @@ def _expand_block(block: dict, path: Path, cli: list[tuple[str, dict]]) -> list[
                 parts = [x for x in (bname, pname) if x]
                 parts += [f"{tags[k]}{_value_tag(v)}" for k, v in zip(keys, combo)]
                 parts.append(f"s{cfg.run.seed}")
-                out.append(SweepPoint("-".join(parts), bname, cfg, "", axes))
+                out.append(SweepPoint("-".join(parts), bname, cfg, "", axes=axes))
     return out
 
 
