@@ -30,7 +30,7 @@ def _run_and_report(cfg, out: str, run_dir=None, force: bool = False) -> int:
     """Run (or re-evaluate) one point under its run log, append its row unless that run id has one."""
     from pathlib import Path
 
-    from genrec.config import run_id, train_id
+    from genrec.identity import run_id, train_id
     from genrec.pipeline import check, prepare, run_point
     from genrec.scaling.leaderboard import append_row, done_run_ids, make_row
     from genrec.scaling.runner import _PointLog

@@ -13,7 +13,8 @@ from pathlib import Path
 import torch
 
 from genrec.compute import train_compute
-from genrec.config import Config, run_id, to_dict, train_id
+from genrec.config import Config, to_dict
+from genrec.identity import run_id, train_id
 from genrec.errors import ConfigError
 from genrec.data import RecData, Split, load_data, split_data
 from genrec.eval.evaluate import evaluate

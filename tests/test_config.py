@@ -55,7 +55,7 @@ def test_parse_override_needs_equals():
 
 
 def test_run_id_depends_on_result_settings_only():
-    from genrec.pipeline import run_id
+    from genrec.identity import run_id
 
     a = load_config([], ["run.output_dir=x"])
     b = load_config([], ["run.output_dir=y", "train.progress=false", "encoder.threads=1"])

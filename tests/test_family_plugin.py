@@ -140,7 +140,7 @@ def test_edited_data_gets_a_new_run_id(tmp_path, make_cfg):
     """The run identity includes the data's content: editing your own file never resumes or skips on
     a model trained on the old data."""
     from genrec.data import load_data
-    from genrec.config import run_id
+    from genrec.identity import run_id
 
     f = tmp_path / "inter.csv"
     rows = [f"{u},{i},{t}" for u in range(6) for t, i in enumerate(range(u, u + 5))]

@@ -43,7 +43,7 @@ def num(v) -> float:
 
 def config_key(row: dict) -> str:
     """Hash of the row's resolved config without the seed (and without labels/paths)."""
-    from genrec.config import result_settings
+    from genrec.identity import result_settings
 
     try:
         d = json.loads(row.get("config") or "{}")

@@ -115,7 +115,7 @@ def check_points(points) -> None:
 def bind_data(points, cache: dict) -> None:
     """Give each point its full run id: config plus the content fingerprint of its data (each
     distinct data section is loaded once; only the last one stays in memory)."""
-    from genrec.config import config_hash, run_id, train_id
+    from genrec.identity import config_hash, run_id, train_id
 
     fps: dict[str, str] = {}
     for p in points:
@@ -127,7 +127,7 @@ def bind_data(points, cache: dict) -> None:
 
 def _load(cfg, cache: dict):
     """Load and split data once per distinct data section (the last one is kept)."""
-    from genrec.config import config_hash
+    from genrec.identity import config_hash
     from genrec.pipeline import prepare
 
     key = config_hash(cfg.data)

@@ -144,7 +144,7 @@ def _blocks(doc: dict, path: Path) -> list[dict]:
 
 def load_sweep(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Sweep:
     """Expand a sweep file into resolved points (in file order; duplicate run ids dropped)."""
-    from genrec.config import run_id
+    from genrec.identity import run_id
 
     path = Path(path)
     doc = read_yaml_mapping(path, "sweep")
