@@ -6,7 +6,6 @@ LM head only at target positions (the head of a 262k-token vocabulary is the cos
 """
 from __future__ import annotations
 
-import inspect
 import json
 import logging
 from dataclasses import asdict
@@ -17,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from genrec.decode import cache_kwarg, output_cache
 from genrec.encoders.resolve import resolve_model
 from genrec.errors import ConfigError
 from genrec.runtime import resolve_precision
@@ -167,13 +167,13 @@ class LLMRec(nn.Module):
         emb = self.embed(input_ids, soft_items)
         out = self.base(inputs_embeds=emb, attention_mask=attention_mask, position_ids=position_ids,
                         use_cache=True, logits_to_keep=1)
-        return out.logits[:, -1].float(), _cache_of(out)
+        return out.logits[:, -1].float(), output_cache(out)
 
     def token_step(self, tokens, attention_mask, position_ids, cache):
-        kw = {_cache_kwarg(self.base): cache}
+        kw = {cache_kwarg(self.base): cache}
         out = self.base(input_ids=tokens[:, None], attention_mask=attention_mask, position_ids=position_ids[:, None],
                         use_cache=True, **kw)
-        return out.logits[:, -1].float(), _cache_of(out)
+        return out.logits[:, -1].float(), output_cache(out)
 
     # ------------------------------------------------------------------ adapters
     def save_adapter(self, folder: str | Path, cfg, tok=None) -> Path:
@@ -213,15 +213,6 @@ class LLMRec(nn.Module):
             proj = CFProjector(sd["cf"].numpy(), d_model, sd["net.0.weight"].shape[0], 1.0)
             proj.load_state_dict(sd)
         return cls(lm, proj).to(device).eval(), tok
-
-
-def _cache_kwarg(model) -> str:
-    """transformers >= 5.2x names the KV cache `cache`; earlier 5.x `past_key_values`."""
-    return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
-
-
-def _cache_of(out):
-    return out["cache"] if "cache" in out.keys() else out["past_key_values"]
 
 
 def token_embedding_scale(model) -> float:
