@@ -34,7 +34,8 @@ def test_sid_tokens_variant(make_cfg, tiny_folder, monkeypatch, mode, history):
     import genrec.encoders
 
     def fake_encode(data, enc_cfg, return_info=False, progress=True):
-        return np.random.default_rng(0).normal(size=(data.n_items, 8)).astype(np.float32)
+        emb = np.random.default_rng(0).normal(size=(data.n_items, 8)).astype(np.float32)
+        return (emb, {"model_id": "fake", "revision": "0"}) if return_info else emb
 
     monkeypatch.setattr(genrec.encoders, "encode_items", fake_encode)
     cfg, res = _run(make_cfg, tiny_folder, "llm.variant=sid_tokens", "sid.quantizer=rq_kmeans", "sid.levels=2",

@@ -50,23 +50,17 @@ def main(argv: list[str] | None = None) -> int:
     try:
         from genrec.config import load_config
         from genrec.data import load_data
-        from genrec.encoders import encode_items
-        from genrec.sid.tokenizer import get_tokenizer, train_tokenizer
+        from genrec.sid.tokenizer import tokenizer_for
 
         cfg = load_config(args.config, args.overrides)
         if args.save:
             check_save_target(Path(args.save), args.overwrite)
         data = load_data(cfg.data)
-        emb, info = encode_items(data, cfg.encoder, return_info=True)
-        encoder_id = f"{info.get('model_id') or cfg.encoder.name}@{info.get('revision') or '?'}"
-        key = Path(info["file"]).stem if info.get("file") else ""
-        print(f"{data.name}: {emb.shape[0]} items x {emb.shape[1]} dims from {encoder_id} (cache {info['cache']})")
         t0 = time.perf_counter()
-        if args.no_cache:
-            tok = train_tokenizer(emb, cfg.sid, cfg.run.seed, encoder_id, key)
-        else:
-            tok = get_tokenizer(emb, cfg.sid, cfg.run.seed, encoder_id, key)
-        wall = time.perf_counter() - t0
+        tok, emb, info = tokenizer_for(data, cfg, fresh=args.no_cache)
+        wall = max(0.0, time.perf_counter() - t0 - float(info.get("seconds") or 0))  # tokenizer stage only
+        print(f"{data.name}: {emb.shape[0]} items x {emb.shape[1]} dims from {info['encoder_id']} "
+              f"(cache {info['cache']})")
         s = tok.stats
         print(repr(tok))
         print(f"  collision_rate={s['collision_rate']:.4f} max_group={s['max_group_size']} "

@@ -10,7 +10,8 @@ A tokenizer is a folder (save_pretrained / from_pretrained round-trips exactly):
 
 Entry points: `train_tokenizer(embeddings, sid_cfg, seed, encoder_id)` trains one;
 `get_tokenizer(embeddings, sid_cfg, seed, encoder_id, cache_key)` is the cached stage (or loads
-`sid_cfg.tokenizer_path`).
+`sid_cfg.tokenizer_path`); `tokenizer_for(data, cfg)` encodes the items and calls it with the
+shared encoder id (the SID family, the LLM sid_tokens variant and `genrec tokenize` go through it).
 """
 from __future__ import annotations
 
@@ -345,3 +346,22 @@ def get_tokenizer(embeddings: np.ndarray, sid_cfg: SIDConfig, seed: int, encoder
         shutil.rmtree(tmp, ignore_errors=True)
     log.info("SID tokenizer: saved %s", folder)
     return tok
+
+
+def tokenizer_for(data, cfg, progress: bool = True, fresh: bool = False) -> tuple[SIDTokenizer, np.ndarray, dict]:
+    """The one way a run gets its SID tokenizer: (tokenizer, item embeddings, encoder info).
+
+    Encodes the items with `cfg.encoder` (cached), names the encoder `model_id@revision` (info["encoder_id"])
+    and returns the cached stage (get_tokenizer), or a freshly trained tokenizer with fresh=True. Used by
+    the SID family, the LLM family's sid_tokens variant and `genrec tokenize`, so all three share one id."""
+    from genrec.encoders import encode_items
+
+    emb, info = encode_items(data, cfg.encoder, return_info=True, progress=progress)
+    encoder_id = f"{info.get('model_id') or cfg.encoder.name}@{info.get('revision') or '?'}"
+    key = Path(str(info["file"])).stem if info.get("file") else ""
+    info = {**info, "encoder_id": encoder_id}
+    if fresh:
+        tok = train_tokenizer(emb, cfg.sid, cfg.run.seed, encoder_id, key, progress=progress)
+    else:
+        tok = get_tokenizer(emb, cfg.sid, cfg.run.seed, encoder_id, key, progress=progress)
+    return tok, emb, info
