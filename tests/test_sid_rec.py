@@ -315,3 +315,70 @@ def test_saved_folder_loads_with_auto_classes(tmp_path):
     users, hist = torch.tensor([0, 1]), torch.tensor([[-1, 2, 3, 4], [5, 6, 7, 8]])
     items = torch.arange(30).expand(2, -1)
     assert torch.allclose(loaded.item_logprob(users, hist, items), model.item_logprob(users, hist, items))
+
+
+# ----------------------------------------------------------------------------- compute accounting
+
+
+def test_token_count_by_hand():
+    from types import SimpleNamespace
+
+    from genrec.models.sid.data import TokenCount
+
+    def config(arch, user_tokens):
+        return SimpleNamespace(n_levels=2, user_tokens=user_tokens, arch=arch, num_layers=2, num_decoder_layers=3,
+                               num_heads=2, d_kv=8)
+
+    users, hist, tgt = torch.tensor([0, 1]), torch.tensor([[-1, 4, 5], [3, 4, 5]]), torch.tensor([6, 7])
+    ed = TokenCount(config("encoder_decoder", 4))
+    ed.add((users, hist, tgt))  # encoder 1 + 2 x 2 = 5 and 1 + 3 x 2 = 7 positions, decoder 2 + 2
+    assert ed.tokens == 5 + 7 + 4
+    assert ed.attended == 2 * (5 * 5 + 7 * 7) + 3 * ((3 + 2 * 5) + (3 + 2 * 7))
+    assert ed.extra() == {"train_tokens": 16, "n_layers": 5, "context": round(238 / 80, 3), "d_attn": 16}
+    do = TokenCount(config("decoder_only", 4))
+    do.add((users, hist, tgt))  # [user] 2 or 3 items x 2 BOS + 2 target tokens: 8 and 10, causal
+    assert (do.tokens, do.attended) == (18, 2 * (8 * 9 / 2 + 10 * 11 / 2))
+    seq = TokenCount(config("decoder_only", 0))
+    seq.add((users, hist))  # BOS + the window's tokens: 5 and 7
+    seq.add((users[:1], hist[:1]))
+    assert (seq.tokens, seq.attended) == (17, 2 * (15 + 28 + 15))
+    assert seq.extra()["context"] == round(58 / 17, 3)
+
+
+@pytest.mark.parametrize("arch,mode", [("encoder_decoder", "prefix"), ("decoder_only", "prefix"),
+                                       ("decoder_only", "sequence")])
+def test_token_count_equals_the_model_mask(arch, mode):
+    from genrec.models.sid.data import TokenCount
+
+    model = SIDRecModel.from_codes(random_codes(8, 2, 4), [4, 4], None, max_history=3, num_beams=4, arch=arch,
+                                   train_mode=mode, user_tokens=3, **TINY)
+    users, hist = torch.tensor([0, 1, 2]), torch.tensor([[-1, -1, 4], [-1, 2, 5], [3, 4, 5]])
+    batch = (users, hist) if mode == "sequence" else (users, hist, torch.tensor([6, 7, 1]))
+    count = TokenCount(model.config)
+    count.add(batch)
+    _, mask, _ = model._prompt(users, hist, bos=arch == "decoder_only")
+    assert count.tokens == int(mask.sum()) + (0 if mode == "sequence" else 2 * len(users))
+
+
+def test_sid_run_records_training_compute(make_cfg, fake_encoder):
+    from genrec.data import load_data, split_data
+    from genrec.pipeline import run_point
+    from genrec.scaling.leaderboard import make_row
+
+    run = [a for a in RUN if not a.startswith(("train.epochs", "train.batch_size"))]
+    cfg = make_cfg(*run, "sid_model.arch=decoder_only", "sid_model.train_mode=sequence",
+                   "sid_model.sequence_window=last", "train.epochs=2", "train.patience=0", "train.batch_size=64")
+    res = run_point(cfg)
+    ex = res["extra"]
+    split = split_data(load_data(cfg.data), cfg.data)
+    lens = np.array([len(s) for s in split.train])
+    lens = np.minimum(lens[lens >= 2], cfg.data.max_history + 1)  # one window of the last items per user
+    per_epoch = int((1 + lens * ex["sid_n_levels"]).sum())  # BOS + each item's SID tokens
+    assert res["train_tokens"] == ex["train_tokens"] == per_epoch * ex["epochs_run"] == per_epoch * 2
+    assert ex["n_layers"] == 2 and ex["d_attn"] == 4 * 12 and 1 < ex["context"] < per_epoch
+    n = res["params"]["params_non_embedding"]
+    expect = 6 * n * res["train_tokens"] + 6 * 2 * ex["context"] * 48 * res["train_tokens"]
+    assert res["train_flops"] == pytest.approx(expect) and res["train_flops"] > 0
+    assert make_row(cfg, res)["train_flops"] == res["train_flops"]
+    again = run_point(cfg)  # a finished run resumed: the same totals, rebuilt from the seeded batches
+    assert again["extra"]["resumed_from_epoch"] == 2 and again["train_tokens"] == res["train_tokens"]

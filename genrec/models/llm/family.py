@@ -64,12 +64,9 @@ def autocast_dtype(cfg, device: torch.device) -> torch.dtype | None:
 
 def sid_token_ids(ctx, tok, base) -> tuple[np.ndarray, list[int], dict]:
     """SID codes from the shared SID tokenizer, added to the LM vocabulary: (ids [n_items, L], new ids, stats)."""
-    from genrec.encoders import encode_items
-    from genrec.sid.tokenizer import get_tokenizer
+    from genrec.sid.tokenizer import tokenizer_for
 
-    cfg = ctx.cfg
-    emb = encode_items(ctx.data, cfg.encoder, progress=cfg.train.progress)
-    st = get_tokenizer(emb, cfg.sid, cfg.run.seed, encoder_id=cfg.encoder.name, progress=cfg.train.progress)
+    st, _, _ = tokenizer_for(ctx.data, ctx.cfg, progress=ctx.cfg.train.progress)
     codes = np.asarray(st.codes, dtype=np.int64)
     sizes = [int(v) for v in st.vocab_sizes]
     table = add_sid_tokens(tok, base, sizes)
@@ -134,13 +131,39 @@ def batch_stream(collate, n: int, batch_size: int, steps_per_epoch: int, seed: i
                 idx[sel] = np.random.default_rng([seed, int(p)]).permutation(n)[pos[sel] % n]
         for s in range(0, len(idx), batch_size):
             out = collate(idx[s: s + batch_size])
-            counter["tokens"] += int(out["attention_mask"].sum())
+            mask = out["attention_mask"]
+            counter["tokens"] += int(mask.sum())
+            counter["attended"] += int((np.cumsum(mask, 1) * mask).sum())  # causal: token t sees t tokens
             counter["targets"] += int((out["labels"] != -100).sum())
             if not with_soft:
                 out.pop("soft_items")
             yield {k: torch.from_numpy(v) for k, v in out.items()}
 
     return make
+
+
+def count_resumed(make_batches, epochs: int, train_cfg) -> None:
+    """A resumed run: rebuild (and so count) the seeded batches of the epochs before its checkpoint, at most
+    train.max_steps x grad_accum of them."""
+    cap = train_cfg.max_steps * max(1, train_cfg.grad_accum) if train_cfg.max_steps else float("inf")
+    seen = 0
+    for epoch in range(epochs):
+        for _ in make_batches(epoch):
+            seen += 1
+            if seen >= cap:
+                return
+
+
+def compute_counts(config, counter: dict) -> dict:
+    """The keys genrec.compute reads: train_tokens (real prompt + target tokens of every trained batch, all
+    epochs), n_layers, context (mean causal attended length) and d_attn (heads x head width) of the base LM.
+    LoRA: the base weights get no gradients, so 6 x N overstates the cost (see genrec.compute)."""
+    c = config.get_text_config() if hasattr(config, "get_text_config") else config
+    heads = int(c.num_attention_heads)
+    head_dim = getattr(c, "head_dim", None) or c.hidden_size // heads
+    tokens = counter["tokens"]
+    return {"train_tokens": tokens, "n_layers": int(c.num_hidden_layers), "d_attn": heads * int(head_dim),
+            "context": round(counter["attended"] / tokens, 3) if tokens else 0.0}
 
 
 def run(ctx):
@@ -155,7 +178,7 @@ def run(ctx):
                 train_targets=n_targets, train_users=int(len(np.unique(users))))
     bs = cfg.train.batch_size
     spe = lc.steps_per_epoch if lc.steps_per_epoch > 0 else math.ceil(n_prompts / bs)
-    counter = {"tokens": 0, "targets": 0}
+    counter = {"tokens": 0, "targets": 0, "attended": 0}
     make_batches = batch_stream(collate, n_prompts, bs, lc.steps_per_epoch, cfg.run.seed,
                                 lc.variant == "cf_inject", counter)
     ac = autocast_dtype(cfg, ctx.device)
@@ -179,8 +202,10 @@ def run(ctx):
                                  progress=cfg.train.progress)
     params = count_params(rec)
     now_s = res.train_time_s - res.resumed_time_s  # throughput of the epochs trained in this process
-    info.update(tokens_per_s=round(counter["tokens"] / now_s, 1) if counter["tokens"] and now_s > 0 else None,
-                train_tokens=counter["tokens"] or None, train_target_tokens=counter["targets"] or None, resumed_from_epoch=res.resumed_from_epoch,
+    info.update(tokens_per_s=round(counter["tokens"] / now_s, 1) if counter["tokens"] and now_s > 0 else None)
+    count_resumed(make_batches, res.resumed_from_epoch, cfg.train)
+    info.update(compute_counts(rec.base.config, counter), train_target_tokens=counter["targets"] or None,
+                resumed_from_epoch=res.resumed_from_epoch,
                 peak_mem_mb=round(peak_memory_mb(ctx.device), 1),
                 steps=res.steps, epochs_run=res.epochs_run, best_valid_recall10=res.best_metric,
                 valid_users=len(valid), adapter=str(adapter),

@@ -142,3 +142,49 @@ class SequenceWindows:
         per = np.minimum(self.end - self.start, self.width) - 1
         n = len(self)
         return int(per.sum()) if not 0 < n_sample < n else int(round(per.sum() * n_sample / n))
+
+
+class TokenCount:
+    """Training tokens and attention work of the SID recommender, counted on the host from the batches
+    (CPU tensors, before they move to the device: no device sync). genrec.compute reads extra().
+
+    A token is a real (non-pad) position that goes through a forward and a backward pass:
+    - prefix, encoder_decoder: the encoder prompt ([user] + history SID tokens, E positions, each
+      attending to all E) and the L decoder positions (causal self-attention over 1..L plus
+      cross-attention over E);
+    - prefix, decoder_only: [user] + history + BOS + the L target tokens (T positions, causal);
+    - sequence: [user] BOS + the window's SID tokens (T positions, causal).
+    `context` is the mean attended length per token and per attending layer, so that
+    6 x n_layers x context x d_attn x train_tokens is the exact attention count of these sequences."""
+
+    def __init__(self, config):
+        self.levels, self.user = config.n_levels, int(config.user_tokens > 0)
+        self.encoder_decoder = config.arch == "encoder_decoder"
+        self.n_enc = config.num_layers
+        self.n_dec = config.num_decoder_layers if self.encoder_decoder else 0
+        self.d_attn = config.num_heads * config.d_kv
+        self.tokens, self.attended = 0, 0.0  # attended: summed over tokens and layers
+
+    @property
+    def n_layers(self) -> int:
+        return self.n_enc + self.n_dec
+
+    def add(self, batch) -> None:
+        """Count one training batch: (users, history, targets) or (users, windows)."""
+        items = (batch[1] >= 0).sum(1).numpy().astype(np.float64)
+        L = self.levels
+        if self.encoder_decoder:
+            enc = self.user + items * L
+            self.tokens += int(enc.sum()) + L * len(enc)
+            self.attended += self.n_enc * float((enc * enc).sum())
+            self.attended += self.n_dec * float((L * (L + 1) / 2 + L * enc).sum())
+            return
+        extra = 1 + L if len(batch) == 3 else 1  # BOS (+ the target's tokens in prefix mode)
+        length = self.user + items * L + extra
+        self.tokens += int(length.sum())
+        self.attended += self.n_enc * float((length * (length + 1) / 2).sum())
+
+    def extra(self) -> dict:
+        context = self.attended / (self.n_layers * self.tokens) if self.tokens else 0.0
+        return {"train_tokens": self.tokens, "n_layers": self.n_layers, "context": round(context, 3),
+                "d_attn": self.d_attn}

@@ -109,18 +109,29 @@ def training_batches(ctx):
     return examples
 
 
+def count_resumed(count, examples, epochs: int, cfg, n_sample: int) -> None:
+    """Add the batches of the epochs a resumed run trained before its checkpoint (rebuilt on the host, the
+    same seeded batches; at most train.max_steps x grad_accum batches in all)."""
+    cap = cfg.train.max_steps * max(1, cfg.train.grad_accum) if cfg.train.max_steps else float("inf")
+    seen = 0
+    for epoch in range(epochs):
+        for batch in examples.batches(epoch, cfg.train.batch_size, cfg.run.seed, n_sample):
+            if seen >= cap:
+                return
+            count.add(batch)
+            seen += 1
+
+
 def run(ctx) -> FamilyResult:
-    from genrec.encoders import encode_items
     from genrec.eval.evaluate import evaluate
+    from genrec.models.sid.data import TokenCount
     from genrec.runtime import count_params
-    from genrec.sid.tokenizer import get_tokenizer
+    from genrec.sid.tokenizer import tokenizer_for
     from genrec.train import train_loop
 
     cfg, m = ctx.cfg, ctx.cfg.sid_model
-    emb, info = encode_items(ctx.data, cfg.encoder, return_info=True, progress=cfg.train.progress)
-    encoder_id = f"{info.get('model_id')}@{info.get('revision')}"
-    tok = get_tokenizer(emb, cfg.sid, cfg.run.seed, encoder_id, Path(str(info.get("file", ""))).stem,
-                        progress=cfg.train.progress)
+    tok, emb, info = tokenizer_for(ctx.data, cfg, progress=cfg.train.progress)
+    encoder_id = info["encoder_id"]
     if tok.n_items != ctx.data.n_items:
         raise ConfigError(f"SID tokenizer has {tok.n_items} items, the data {ctx.data.n_items}")
     vectors, inject_cf = injection_vectors(ctx, emb)
@@ -137,11 +148,20 @@ def run(ctx) -> FamilyResult:
         return r["recall@10"]
 
     out_dir = Path(ctx.run_dir) / "sid_rec"
-    res = train_loop(model, lambda mod, b: mod(*b), lambda ep: examples.batches(ep, bs, cfg.run.seed, n_sample),
-                     cfg.train, out_dir, validate=validate if len(valid) else None, device=ctx.device,
+    count = TokenCount(model.config)
+
+    def make_batches(epoch: int):
+        for batch in examples.batches(epoch, bs, cfg.run.seed, n_sample):
+            count.add(batch)  # host tensors: counting needs no device sync
+            yield batch
+
+    res = train_loop(model, lambda mod, b: mod(*b), make_batches, cfg.train, out_dir,
+                     validate=validate if len(valid) else None, device=ctx.device,
                      steps_per_epoch=examples.n_batches(bs, n_sample), desc="sid_rec")
+    count_resumed(count, examples, res.resumed_from_epoch, cfg, n_sample)
     model.eval()
     model.save_pretrained(out_dir / "model")
+    tok.save_pretrained(out_dir / "tokenizer")  # the SID table's source, to publish with the model
     extra = {
         **{k: float(tok.stats[k]) for k in TOKENIZER_STATS if k in tok.stats},
         "sid_n_levels": tok.n_levels, "sid_vocab_sizes": list(tok.vocab_sizes), "encoder_id": encoder_id,
@@ -154,7 +174,7 @@ def run(ctx) -> FamilyResult:
         "train_history": [{k: round(v, 5) if isinstance(v, float) else v for k, v in h.items()}
                           for h in res.history],
         "model_dir": str(out_dir / "model"), "params": params, "encode_s": info.get("encode_s"),
-        "tokenizer_train_s": tok.stats.get("train_time_s"),
+        "tokenizer_train_s": tok.stats.get("train_time_s"), **count.extra(),
     }
     if inject_cf is not None:
         extra["inject_cf"] = inject_cf
