@@ -5,9 +5,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 
 from genrec.scaling.leaderboard import read_rows
+
+pytestmark = pytest.mark.slow  # end to end: the fast tier is `pytest -m "not slow"`
 
 CLI = [sys.executable, "-m", "genrec.cli"]
 

@@ -3,6 +3,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 import torch
 
 from genrec.data.dataset import EvalSet
@@ -83,6 +84,7 @@ def test_popularity_beats_random_on_synthetic(make_cfg):
     assert again == rnd  # seeded
 
 
+@pytest.mark.slow
 def test_cli_run_appends_row_and_errors_are_one_line(tmp_path):
     lb = tmp_path / "lb.csv"
     base = [sys.executable, "-m", "genrec.cli"]

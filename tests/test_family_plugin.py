@@ -15,6 +15,8 @@ from genrec.errors import ConfigError
 from genrec.family import Family, FamilyResult, get_family, register_family, unregister_family
 from genrec.scaling.leaderboard import columns, read_rows
 
+pytestmark = pytest.mark.slow  # end to end: the fast tier is `pytest -m "not slow"`
+
 REPO = Path(__file__).resolve().parent.parent
 BASE = [str(REPO / "configs" / "base.yaml"), str(REPO / "configs" / "data" / "synthetic.yaml")]
 

@@ -35,6 +35,7 @@ def _bench(tmp_path):
     return common.Bench(torch.device("cpu"), quick=True, repeats=1, warmup=0, workdir=tmp_path)
 
 
+@pytest.mark.slow
 def test_quick_run_has_every_section(tmp_path):
     speed = _load("speed")
     out = tmp_path / "speed.csv"

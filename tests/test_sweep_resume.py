@@ -9,9 +9,12 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from genrec.scaling.leaderboard import append_row, columns, read_rows
 from genrec.scaling.sweep import load_sweep
 
+pytestmark = pytest.mark.slow  # end to end: the fast tier is `pytest -m "not slow"`
 REPO = Path(__file__).resolve().parent.parent
 BASE = [str(REPO / "configs" / "base.yaml"), str(REPO / "configs" / "data" / "synthetic.yaml")]
 
