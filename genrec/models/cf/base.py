@@ -17,13 +17,15 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+from transformers import AutoConfig, AutoModel, PretrainedConfig
 
 from genrec.errors import ConfigError
+from genrec.hub import HubMixin
 from genrec.models.cf.config import CFConfig
 from genrec.models.cf.losses import LOSSES, AdapTau, directspec_penalty, ranking_loss
 
 
-class CFModel(nn.Module):
+class CFModel(HubMixin, nn.Module):
     name = ""
     sequential = False  # True: users are represented by their histories (SASRec)
     dot_product = True  # False: score() is not a dot product (NeuMF); faiss does not apply
@@ -256,7 +258,7 @@ class CFModel(nn.Module):
 
     # ------------------------------------------------------------------ persistence
     def _config_dict(self) -> dict:
-        return {"model": self.name, "n_users": self.n_users, "n_items": self.n_items, "max_len": self.max_len,
+        return {"model_type": MODEL_TYPE, "model": self.name, "n_users": self.n_users, "n_items": self.n_items, "max_len": self.max_len,
                 "seed": self.seed, "cf": dataclasses.asdict(self.cfg)}
 
     def _prepare_load(self, state: dict) -> None:
@@ -273,18 +275,27 @@ class CFModel(nn.Module):
         return d
 
     @classmethod
-    def from_pretrained(cls, directory: str | Path) -> "CFModel":
+    def from_pretrained(cls, directory: str | Path, **kwargs) -> "CFModel":
         return load_pretrained(directory)
+
+    def model_card(self) -> str:
+        cfg = json.dumps(self._config_dict(), indent=2)
+        return (f"---\nlibrary_name: genrec\ntags: [recommendation, genrec, {self.name}]\n---\n\n"
+                f"# genrec CF model: {self.name}\n\n{self.n_users} users, {self.n_items} items. Load with "
+                f"`genrec.models.cf.load_pretrained(folder_or_repo)` or, after `import genrec.models.cf.base`, "
+                f"`transformers.AutoModel.from_pretrained(...)`.\n\n```json\n{cfg}\n```\n")
 
 
 def load_pretrained(directory: str | Path) -> CFModel:
-    """Rebuild any registered CF model from a save_pretrained folder (config.json + model.safetensors)."""
+    """Rebuild any registered CF model from a save_pretrained folder (config.json + model.safetensors), a
+    local folder or a Hub repo id; folders saved before `model_type` was written load too."""
     from safetensors.torch import load_file
 
     from genrec.config import from_dict
+    from genrec.hub import local_folder
     from genrec.models.cf.registry import get_model_class
 
-    d = Path(directory)
+    d = local_folder(directory)
     if not (d / "config.json").is_file() or not (d / "model.safetensors").is_file():
         raise ConfigError(f"{d}: not a CF model folder (needs config.json and model.safetensors)")
     meta = json.loads((d / "config.json").read_text())
@@ -296,6 +307,33 @@ def load_pretrained(directory: str | Path) -> CFModel:
     model.load_state_dict(state)
     model.eval()
     return model
+
+
+MODEL_TYPE = "genrec_cf"
+
+
+class CFModelConfig(PretrainedConfig):
+    """The config.json of a CF model folder: the CF model name, sizes, seed and the `cf` section."""
+    model_type = MODEL_TYPE
+
+    def __init__(self, model: str = "", n_users: int = 0, n_items: int = 0, max_len: int = 50, seed: int = 0,
+                 cf: dict | None = None, **kwargs):
+        self.model, self.n_users, self.n_items, self.max_len, self.seed = model, n_users, n_items, max_len, seed
+        self.cf = dict(cf or {})
+        super().__init__(**kwargs)
+
+
+class CFAutoModel:
+    """What AutoModel maps genrec_cf to: its from_pretrained gives back the CF model (load_pretrained)."""
+    config_class = CFModelConfig
+
+    @classmethod
+    def from_pretrained(cls, directory, *args, **kwargs) -> CFModel:
+        return load_pretrained(directory)
+
+
+AutoConfig.register(MODEL_TYPE, CFModelConfig, exist_ok=True)
+AutoModel.register(CFModelConfig, CFAutoModel, exist_ok=True)
 
 
 class FaissRanker:
