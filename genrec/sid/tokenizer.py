@@ -30,6 +30,7 @@ import torch
 from safetensors.numpy import load_file, save_file
 
 from genrec.errors import ConfigError, DataError
+from genrec.hub import HubMixin, local_folder
 from genrec.sid.config import SIDConfig
 from genrec.sid.table import code_stats, collision_groups, radix_keys
 
@@ -39,7 +40,7 @@ FORMAT = "genrec-sid-tokenizer"
 VERSION = 1
 
 
-class SIDTokenizer:
+class SIDTokenizer(HubMixin):
     """Holds codes [n_items, n_levels] (int64), vocab sizes per level, stats, and the fitted quantizer.
 
     `codes` include the disambiguation level when `disambiguate` is on (always appended then, 0 for items
@@ -156,7 +157,8 @@ class SIDTokenizer:
         """Load a saved folder; a missing, truncated or inconsistent file is a one-line DataError naming it."""
         from genrec.config import from_dict
 
-        folder = Path(folder)
+        is_repo_id = not Path(folder).exists() and str(folder).count("/") == 1  # "owner/name" on the Hub
+        folder = local_folder(folder) if is_repo_id else Path(folder)
         if not (folder / "config.json").is_file():
             raise DataError(f"{folder}: not a SID tokenizer folder (no config.json)")
         cfg = _read_part(folder / "config.json", lambda p: json.loads(p.read_text()))
@@ -194,6 +196,9 @@ class SIDTokenizer:
             "Load with `genrec.sid.SIDTokenizer.from_pretrained(folder)`; `tok.codes` is the item -> SID table, "
             "`tok.encode(embeddings)` quantises new items (no disambiguation level).\n\n"
             f"Quantizer settings:\n\n```json\n{json.dumps(dataclasses.asdict(c), indent=2)}\n```\n")
+
+    def model_card(self) -> str:  # README.md of push_to_hub (genrec.hub.HubMixin)
+        return self._card()
 
     def __repr__(self) -> str:
         return (f"SIDTokenizer({self.quantizer_type} {self.levels}x{self.sid_config.codebook_size}, "
