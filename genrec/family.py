@@ -7,7 +7,8 @@ A family is one kind of recommender (baselines, CF, SID, LLM, or one of your own
 - `models`: the `run.model` names it accepts (empty = any);
 - `axis_columns` / `size_axes` / `numeric_axes`: the leaderboard columns it fills and how they plot;
 and implements `check(cfg)` (raise ConfigError on a bad setting), `run(ctx) -> FamilyResult` and
-`axes(cfg) -> dict` (its axis columns for one config).
+`axes(cfg) -> dict` (its axis columns for one config), and optionally `load(run_dir, cfg)` (the trained
+model back from a run folder, for genrec.inference.load_run).
 
 `register_family(MyFamily())` adds one from user code; `Config`, the pipeline, the leaderboard
 columns, the curve axes and sweep validation all read this registry. The built-in families register
@@ -64,6 +65,13 @@ class Family:
 
     def axes(self, cfg) -> dict:
         return {}
+
+    def load(self, run_dir: Path, cfg) -> object:
+        """Optional: rebuild the trained model of a run folder (the folder holding the family's saved model;
+        cfg = its config.yaml) without the training data, as a score or recommend model (see FamilyResult).
+        genrec.inference.load_run dispatches here; a family that does not override it cannot be loaded."""
+        raise ConfigError(f"family {self.name!r} cannot load a saved run: it implements no "
+                          f"load(run_dir, cfg) method (genrec.family.Family.load)")
 
 
 _REGISTRY: dict[str, Family] = {}

@@ -1,9 +1,17 @@
-"""The `baseline` family: popularity and random, scored through the same protocol as every model."""
+"""The `baseline` family: popularity and random, scored through the same protocol as every model.
+
+A popularity run saves its training counts to <run_dir>/popularity_counts.json, so `load` (and
+genrec.inference.load_run) rebuilds it without the data; random needs only the item count and the seed.
+"""
 from __future__ import annotations
+
+import json
+from pathlib import Path
 
 import numpy as np
 import torch
 
+from genrec.errors import ConfigError
 from genrec.family import Family, FamilyResult, register_family
 
 
@@ -38,6 +46,7 @@ class RandomScores:
 
 
 BASELINES = {"popularity": Popularity, "random": RandomScores}
+COUNTS_FILE = "popularity_counts.json"
 
 
 class BaselineFamily(Family):
@@ -49,8 +58,22 @@ class BaselineFamily(Family):
         model = Popularity(ctx.data.n_items) if name == "popularity" else RandomScores(ctx.data.n_items,
                                                                                         ctx.cfg.run.seed)
         model.fit(ctx.split)
+        if name == "popularity":
+            (Path(ctx.run_dir) / COUNTS_FILE).write_text(json.dumps([float(c) for c in model.counts.tolist()]))
         return FamilyResult(model, {"params_total": 0, "params_non_embedding": 0, "params_trainable": 0},
                             {"train_examples": 0})  # counting needs no training compute (genrec.compute)
+
+    def load(self, run_dir, cfg):
+        run_dir = Path(run_dir)
+        n_items = len(json.loads((run_dir / "item_ids.json").read_text()))
+        if cfg.run.model == "random":
+            return RandomScores(n_items, cfg.run.seed)
+        path = run_dir / COUNTS_FILE
+        if not path.is_file():
+            raise ConfigError(f"{run_dir}: no {COUNTS_FILE} (a popularity run from before it was saved: run it again)")
+        model = Popularity(n_items)
+        model.counts = torch.tensor(json.loads(path.read_text()), dtype=torch.float32)
+        return model
 
 
 register_family(BaselineFamily())

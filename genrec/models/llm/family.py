@@ -9,9 +9,11 @@ over the title trie).
 """
 from __future__ import annotations
 
+import json
 import logging
 import math
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -213,6 +215,43 @@ def run(ctx):
     return FamilyResult(model=recommender, params=params, extra=info, train_time_s=res.train_time_s)
 
 
+ITEM_TITLES = "item_titles.json"
+ITEM_SID_CODES = "item_sid_codes.json"
+
+
+def save_items(ctx) -> None:
+    """What `load` needs besides the adapter: the (de-duplicated) item titles the codec was built from, and
+    for the sid_tokens variant each item's SID codes (the cached SID tokenizer's table)."""
+    titles, _ = unique_titles(list(ctx.data.item_titles))
+    (ctx.run_dir / ITEM_TITLES).write_text(json.dumps(titles))
+    if ctx.cfg.llm.variant == "sid_tokens":
+        from genrec.sid.tokenizer import tokenizer_for
+
+        st, _, _ = tokenizer_for(ctx.data, ctx.cfg, progress=False)
+        (ctx.run_dir / ITEM_SID_CODES).write_text(json.dumps(np.asarray(st.codes, dtype=np.int64).tolist()))
+
+
+def load(run_dir, cfg) -> LLMRecommender:
+    """The recommender of a run folder: the base LM by its llm.model name (a local folder, or resolved
+    offline by genrec.encoders.resolve), the adapter, and the prompt codec from the saved item titles."""
+    from genrec.runtime import resolve_device
+
+    run_dir, lc = Path(run_dir), cfg.llm
+    if not (run_dir / "adapter").is_dir() or not (run_dir / ITEM_TITLES).is_file():
+        raise ConfigError(f"{run_dir}: needs adapter/ and {ITEM_TITLES} (an LLM run from before they were saved: "
+                          f"run it again)")
+    device = resolve_device(cfg.run.device)
+    rec, tok = LLMRec.load_adapter(run_dir / "adapter", device)
+    titles = json.loads((run_dir / ITEM_TITLES).read_text())
+    sid_ids = None
+    if lc.variant == "sid_tokens":
+        codes = np.asarray(json.loads((run_dir / ITEM_SID_CODES).read_text()), dtype=np.int64)
+        sid_ids = np.stack([np.asarray(tok.convert_tokens_to_ids([f"<sid_{lv}_{c}>" for c in codes[:, lv]]))
+                            for lv in range(codes.shape[1])], 1)
+    codec = build_codec(tok, titles, lc, soft_token=rec.projector is not None, sid_ids=sid_ids)
+    return LLMRecommender(rec, codec, cfg.decode.num_beams, cfg.decode.batch_size, autocast_dtype(cfg, device))
+
+
 class LLMFamily(Family):
     name = "llm"
     sections = {"llm": LLMConfig}
@@ -229,7 +268,12 @@ class LLMFamily(Family):
         return dict(llm_model=cfg.llm.model, lora_rank=cfg.llm.lora_rank, llm_variant=cfg.llm.variant)
 
     def run(self, ctx) -> FamilyResult:
-        return run(ctx)
+        result = run(ctx)
+        save_items(ctx)
+        return result
+
+    def load(self, run_dir, cfg) -> LLMRecommender:
+        return load(run_dir, cfg)
 
 
 register_family(LLMFamily())

@@ -58,6 +58,23 @@ class SIDFamily(Family):
     def run(self, ctx) -> FamilyResult:
         return run(ctx)
 
+    def load(self, run_dir, cfg):
+        return load(run_dir, cfg)
+
+
+def load(run_dir, cfg):
+    """The trained recommender of a run folder (<run_dir>/sid_rec/model: it carries its SID table, so no
+    tokenizer or data is needed), decoding with the config's decode.num_beams / decode.batch_size."""
+    from genrec.models.sid.modeling import SIDRecModel
+    from genrec.runtime import resolve_device
+
+    folder = Path(run_dir) / "sid_rec" / "model"
+    if not (folder / "config.json").is_file():
+        raise ConfigError(f"{run_dir}: no trained SID recommender (sid_rec/model); the run did not finish")
+    model = SIDRecModel.from_pretrained(str(folder)).to(resolve_device(cfg.run.device)).eval()
+    model.config.num_beams, model.config.decode_batch_size = cfg.decode.num_beams, cfg.decode.batch_size
+    return model
+
 
 def sid_rec_config(cfg, **derived) -> SIDRecConfig:
     """SIDRecConfig from the `sid_model` section (+ the fields a run fills in); ConfigError if invalid."""
