@@ -110,6 +110,9 @@ def run_point(cfg: Config, data: RecData | None = None, split: Split | None = No
                        exclude_window=cfg.eval.exclude_window)
     eval_s = time.perf_counter() - t1
     write_metrics(run_dir, rid, metrics)
+    from genrec.inference import write_model_card  # README.md model cards, run_info.json, user_ids.json
+
+    write_model_card(run_dir, result.params, data)
     compute = train_compute(result.extra, result.params)  # train_tokens, train_flops (None when unreported)
     return {
         "run_id": rid, "run_dir": str(run_dir), "metrics": metrics, **compute,

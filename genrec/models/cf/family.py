@@ -71,6 +71,18 @@ class CFFamily(Family):
     def run(self, ctx) -> FamilyResult:
         return run(ctx)
 
+    def load(self, run_dir, cfg):
+        return load(run_dir, cfg)
+
+
+def load(run_dir, cfg):
+    """The trained model of a run folder (<run_dir>/model, save_pretrained), ranked as in the run (faiss or
+    score); no training data needed."""
+    from genrec.models.cf.base import load_pretrained
+
+    model = load_pretrained(Path(run_dir) / "model")
+    return FaissRanker(model) if cfg.cf.faiss else model
+
 
 def run(ctx) -> FamilyResult:
     cfg = ctx.cfg
