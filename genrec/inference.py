@@ -220,7 +220,8 @@ def write_model_card(run_dir: str | Path, params: dict | None = None, data=None,
         info["params"] = {k: v for k, v in params.items() if isinstance(v, (int, float, str)) or v is None}
     if data is not None:
         info["data"] = _data_info(data)
-        (run_dir / "user_ids.json").write_text(json.dumps([str(u) for u in data.user_ids]))
+        if not (run_dir / "user_ids.json").exists():  # user index u <-> the dataset's own user id
+            (run_dir / "user_ids.json").write_text(json.dumps([str(u) for u in data.user_ids]))
     if params is not None or data is not None:
         (run_dir / "run_info.json").write_text(json.dumps(info, indent=1))
     card = model_card(run_dir, repo_id)
