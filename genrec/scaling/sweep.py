@@ -8,8 +8,12 @@
       s: {sid_model.num_layers: 2, sid_model.d_model: 64}
       m: {sid_model.num_layers: 4, sid_model.d_model: 128}
     seeds: [0, 1]
+    tune:                    # optional: choose these settings per point on validation (genrec.scaling.tune)
+      grid: {train.lr: [1.0e-2, 3.0e-3], cf.reg: [0, 1.0e-4]}
+      seed: 0                #   the seed of the tuning runs (default 0)
+      metric: recall@10      #   the validation metric to maximise (default recall@10)
     runs:                    # optional blocks (e.g. one per family); each inherits the keys above:
-      - name: pop            #   base is extended, set/grid are merged, points/seeds are replaced
+      - name: pop            #   base is extended, set/grid are merged, points/seeds/tune are replaced
         set: {run.family: baseline, run.model: popularity}
         seeds: [0]
 
@@ -29,7 +33,8 @@ from genrec.errors import ConfigError
 
 log = logging.getLogger("genrec")
 
-TOP_KEYS = {"name", "description", "base", "set", "grid", "points", "seeds", "runs"}
+TOP_KEYS = {"name", "description", "base", "set", "grid", "points", "seeds", "tune", "runs"}
+TUNE_KEYS = {"grid", "seed", "metric"}
 BLOCK_KEYS = TOP_KEYS - {"runs", "description"}
 
 
@@ -41,6 +46,8 @@ class SweepPoint:
     run_id: str
     train_id: str = ""  # the run folder's name (run_id without evaluation settings); set with the data
     axes: dict = field(default_factory=dict)  # the values this point sets beyond the shared layers
+    tune: dict | None = None  # {grid, seed, metric}: settings chosen on validation first (genrec.scaling.tune)
+    extra: dict = field(default_factory=dict)  # recorded in the row's extra (tuning provenance)
 
 
 @dataclass
@@ -134,6 +141,7 @@ def _blocks(doc: dict, path: Path) -> list[dict]:
             "grid": grid,
             "points": b["points"] if "points" in b else top.get("points"),
             "seeds": b["seeds"] if "seeds" in b else top.get("seeds"),
+            "tune": b["tune"] if "tune" in b else top.get("tune"),
         })
     names = [b["name"] for b in out]
     dup = {n for n in names if names.count(n) > 1}
@@ -214,6 +222,7 @@ def _expand_block(block: dict, path: Path, cli: list[tuple[str, dict]]) -> list[
         if s is not None and (isinstance(s, bool) or not isinstance(s, int)):
             raise ConfigError(f"{tag}: seeds: expected integers, got {s!r}")
 
+    tune = _tune_spec(block.get("tune"), tag, raw, keys)
     out = []
     for pname, layer, body in point_layers:
         for combo in itertools.product(*values) if keys else [()]:
@@ -232,8 +241,38 @@ def _expand_block(block: dict, path: Path, cli: list[tuple[str, dict]]) -> list[
                 parts = [x for x in (bname, pname) if x]
                 parts += [f"{tags[k]}{_value_tag(v)}" for k, v in zip(keys, combo)]
                 parts.append(f"s{cfg.run.seed}")
-                out.append(SweepPoint("-".join(parts), bname, cfg, "", axes=axes))
+                out.append(SweepPoint("-".join(parts), bname, cfg, "", axes=axes, tune=tune))
     return out
+
+
+def _tune_spec(spec, tag: str, raw: dict, grid_keys: list[str]) -> dict | None:
+    """Check a `tune:` mapping and fill its defaults: {grid: {key: [values]}, seed: 0, metric: recall@10}."""
+    from genrec.scaling.leaderboard import METRIC_COLS
+
+    if spec is None:
+        return None
+    if not isinstance(spec, dict):
+        raise ConfigError(f"{tag}: tune: expected a mapping with grid, seed, metric")
+    unknown = sorted(set(spec) - TUNE_KEYS)
+    if unknown:
+        raise ConfigError(f"{tag}: tune: unknown key {unknown[0]!r} (known: {', '.join(sorted(TUNE_KEYS))})")
+    grid = spec.get("grid")
+    if not isinstance(grid, dict) or not grid:
+        raise ConfigError(f"{tag}: tune.grid: expected a non-empty mapping key.path -> list of values")
+    for k, vals in grid.items():
+        if k in grid_keys or k in ("run.seed", "eval.split"):
+            raise ConfigError(f"{tag}: tune.grid.{k}: this key cannot be tuned (it is a grid axis, the seed or the split)")
+        if not isinstance(vals, list) or not vals:
+            raise ConfigError(f"{tag}: tune.grid.{k}: expected a non-empty list of values")
+        for v in vals:
+            build_config(deep_merge(raw, nest({k: v}, f"{tag} tune.grid")), f"{tag} tune.grid.{k}={v!r}")
+    seed = spec.get("seed", 0)
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise ConfigError(f"{tag}: tune.seed: expected an integer, got {seed!r}")
+    metric = str(spec.get("metric", "recall@10"))
+    if metric not in METRIC_COLS:
+        raise ConfigError(f"{tag}: tune.metric {metric!r}: expected one of {', '.join(METRIC_COLS)}")
+    return {"grid": {str(k): list(v) for k, v in grid.items()}, "seed": seed, "metric": metric}
 
 
 def select(points: list[SweepPoint], only: str = "") -> list[SweepPoint]:

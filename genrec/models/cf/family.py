@@ -21,6 +21,7 @@ from genrec.models.cf.base import CFModel, FaissRanker
 from genrec.models.cf.config import CFConfig
 from genrec.models.cf.registry import available, get_model_class
 from genrec.runtime import count_params, seed_everything
+from genrec.scaling.tune import converged
 
 log = logging.getLogger("genrec")
 
@@ -96,7 +97,8 @@ def run(ctx) -> FamilyResult:
     (Path(ctx.run_dir) / "spectrum.json").write_text(json.dumps(diag, indent=1))
     extra = {k: v for k, v in diag.items() if not k.endswith("singular_values")}
     extra.update(epochs_run=res.epochs_run, best_epoch=res.best_epoch, best_valid_recall10=res.best_metric,
-                 s_per_epoch=round(res.train_time_s / max(1, len(res.history) - 0), 3) if res.history else None)
+                 s_per_epoch=round(res.train_time_s / max(1, len(res.history) - 0), 3) if res.history else None,
+                 converged=converged(res.best_epoch, res.epochs_run, cfg.train.epochs))  # genrec.scaling.tune
     extra.update(model.train_counts)  # train_examples, scored_items, ... (genrec.compute)
     log.info("cf/%s: item_erank=%.2f user_erank=%s (dim %d), best valid recall@10 %.4f at epoch %d",
              model.name, diag.get("item_erank", float("nan")), f"{diag.get('user_erank', float('nan')):.2f}",
