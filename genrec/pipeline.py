@@ -17,11 +17,23 @@ from genrec.config import Config, to_dict
 from genrec.identity import run_id, train_id
 from genrec.errors import ConfigError
 from genrec.data import RecData, Split, load_data, split_data
-from genrec.eval.evaluate import evaluate
+from genrec.eval.evaluate import evaluate, process_shard
 from genrec.family import FamilyResult, RunContext, get_family
 from genrec.runtime import device_name, peak_memory_mb, resolve_device, resolve_precision, seed_everything
 
 log = logging.getLogger("genrec")
+
+
+def is_main_process() -> bool:
+    """False on the other ranks of a data-parallel point (they train and evaluate, rank 0 writes); before the
+    process group is up, the launcher's RANK variable says."""
+    import os
+
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return process_shard()[0] == 0
+    return int(os.environ.get("RANK", "0") or 0) == 0
 
 
 def prepare(cfg: Config) -> tuple[RecData, Split]:
@@ -92,7 +104,8 @@ def run_point(cfg: Config, data: RecData | None = None, split: Split | None = No
     rid = run_id(cfg, data.fingerprint())
     run_dir = Path(run_dir) if run_dir is not None else Path(cfg.run.output_dir) / train_id(cfg, data.fingerprint())
     run_dir.mkdir(parents=True, exist_ok=True)
-    write_run_files(run_dir, cfg, data)
+    if is_main_process():  # data-parallel: rank 0 writes the run files
+        write_run_files(run_dir, cfg, data)
     device = resolve_device(cfg.run.device)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
@@ -109,10 +122,10 @@ def run_point(cfg: Config, data: RecData | None = None, split: Split | None = No
                        cfg.eval.batch_size, progress=cfg.train.progress, desc=f"eval {cfg.run.model}",
                        exclude_window=cfg.eval.exclude_window)
     eval_s = time.perf_counter() - t1
-    write_metrics(run_dir, rid, metrics)
-    from genrec.inference import write_model_card  # README.md model cards, run_info.json, user_ids.json
-
-    write_model_card(run_dir, result.params, data)
+    if is_main_process():
+        write_metrics(run_dir, rid, metrics)
+        from genrec.inference import write_model_card  # README.md model cards, run_info.json, user_ids.json
+        write_model_card(run_dir, result.params, data)
     compute = train_compute(result.extra, result.params)  # train_tokens, train_flops (None when unreported)
     return {
         "run_id": rid, "run_dir": str(run_dir), "metrics": metrics, **compute,

@@ -3,7 +3,14 @@
 A family supplies a model, a loss function over a batch and a batch iterator per epoch; the loop does
 mixed precision, gradient accumulation, clipping, warm-up, validation with early stopping on
 recall@10, best-weights restore, resumable checkpoints (accelerate save_state/load_state) and
-TensorBoard scalars. Interrupting a run loses at most the epoch in flight.
+tracking through accelerate's trackers (TensorBoard by default: per-step loss and learning rate, per-epoch
+validation, the resolved config as hyper-parameters). Interrupting a run loses at most the epoch in flight.
+
+Data-parallel: under `accelerate launch --num_processes N` (process-group variables kept, e.g. `genrec sweep
+--parallel data`) the model is wrapped by Accelerator.prepare (DDP: gradients all-reduced), every process
+takes every N-th batch of the family's batch stream (the same number on each), validation is sharded across
+processes and gathered (genrec.eval.evaluate), the early-stopping metric is rank 0's, broadcast, and only
+rank 0 writes checkpoints, best weights and tracker files. train.batch_size is per process.
 """
 from __future__ import annotations
 
@@ -36,29 +43,163 @@ class TrainResult:
     resumed_time_s: float = 0.0  # training seconds spent before the resume (train_time_s includes them)
 
 
-def make_accelerator(cfg_train, device: torch.device):
-    from accelerate import Accelerator
+KNOWN_TRACKERS = ("tensorboard", "wandb", "mlflow")
+_warned: set[str] = set()
+# accelerate's routine INFO lines on every checkpoint ("Saving current state", "Model weights saved", ...)
+QUIET_LOGGERS = ("accelerate.accelerator", "accelerate.checkpointing", "accelerate.tracking")
 
-    mp = resolve_precision(cfg_train.mixed_precision, device)
+
+def quiet_accelerate() -> None:
+    """Raise accelerate's checkpoint/tracker loggers to WARNING unless someone set their level already."""
+    for name in QUIET_LOGGERS:
+        lg = logging.getLogger(name)
+        if lg.level == logging.NOTSET:
+            lg.setLevel(logging.WARNING)
+
+
+def available_trackers(names) -> list[str]:
+    """The asked-for trackers that are installed; one warning per process for each one that is not."""
+    from accelerate.utils import is_mlflow_available, is_tensorboard_available, is_wandb_available
+
+    found = {"tensorboard": is_tensorboard_available, "wandb": is_wandb_available, "mlflow": is_mlflow_available}
+    out = []
+    for name in names or []:
+        name = str(name).lower()
+        if name in found and found[name]():
+            out.append(name)
+        elif name not in _warned:
+            _warned.add(name)
+            why = "not installed" if name in found else f"unknown (known: {', '.join(KNOWN_TRACKERS)})"
+            log.warning("train.trackers: %r is %s; training goes on without it", name, why)
+    return out
+
+
+def make_accelerator(cfg_train, device: torch.device, run_dir: str | Path | None = None):
+    """The Accelerator of one training run; with run_dir, trackers (train.trackers) log under run_dir/tb."""
+    from accelerate import Accelerator
     from accelerate.state import AcceleratorState, GradientState
 
+    quiet_accelerate()
+    mp = resolve_precision(cfg_train.mixed_precision, device)
     state = AcceleratorState._shared_state
     if state and str(state.get("_mixed_precision", mp)) != mp:
         # several runs in one process (a sweep) may differ in precision: start a fresh accelerator state,
         # keeping the process-group state that `accelerate launch` set up
         AcceleratorState._reset_state()
         GradientState._reset_state()
+    trackers = available_trackers(getattr(cfg_train, "trackers", [])) if run_dir is not None else []
     return Accelerator(mixed_precision=mp, gradient_accumulation_steps=cfg_train.grad_accum,
-                       cpu=device.type == "cpu")
+                       cpu=device.type == "cpu", log_with=trackers or None,
+                       project_dir=str(Path(run_dir) / "tb") if run_dir is not None else None)
 
 
-def _tb_writer(run_dir: Path):
-    try:
-        from torch.utils.tensorboard import SummaryWriter
+def flat_hparams(d: dict, prefix: str = "") -> dict:
+    """{'train': {'lr': 1e-3}} -> {'train.lr': 1e-3}; lists and None become strings (tracker-safe values)."""
+    out = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(flat_hparams(v, key + "."))
+        elif isinstance(v, (bool, int, float, str)):
+            out[key] = v
+        else:
+            out[key] = str(v)
+    return out
 
-        return SummaryWriter(str(run_dir / "tb"))
-    except Exception:  # noqa: BLE001 - tensorboard is optional
-        return None
+
+def run_hparams(cfg_train, run_dir: Path) -> dict:
+    """The resolved config of the run (config.yaml of the run folder, found in run_dir or up to two folders
+    above it), flattened; else the train section alone."""
+    import dataclasses
+
+    import yaml
+
+    for folder in (run_dir, *list(run_dir.parents)[:2]):
+        f = folder / "config.yaml"
+        if f.is_file():
+            try:
+                return flat_hparams(yaml.safe_load(f.read_text()) or {})
+            except (OSError, yaml.YAMLError):
+                break
+    d = dataclasses.asdict(cfg_train) if dataclasses.is_dataclass(cfg_train) else dict(vars(cfg_train))
+    return flat_hparams({"train": d})
+
+
+def start_tracking(acc, cfg_train, run_dir: Path, desc: str, hparams: dict | None) -> None:
+    if not acc.log_with:
+        return
+    acc.init_trackers("genrec", config=hparams if hparams is not None else run_hparams(cfg_train, run_dir),
+                      init_kwargs={"wandb": {"name": desc, "dir": str(run_dir)}, "mlflow": {"run_name": desc}})
+
+
+def end_tracking(acc) -> None:
+    """Close the trackers. accelerate's end_training also destroys the process group, which the evaluation
+    and the next points of a data-parallel sweep still need: there only the trackers are finished."""
+    if acc.num_processes > 1:
+        for tracker in acc.trackers:
+            tracker.finish()
+    else:
+        acc.end_training()
+
+
+def shard_batches(batches: Iterable, rank: int, world: int):
+    """Every `world`-th batch from `rank` on, the same number on every rank: batches are read in groups of
+    `world` and an incomplete last group is dropped (at most world-1 batches an epoch), so that the
+    gradient all-reduce never waits for a rank that has run out. One process: the stream unchanged."""
+    if world <= 1:
+        yield from batches
+        return
+    group = []
+    for b in batches:
+        group.append(b)
+        if len(group) == world:
+            yield group[rank]
+            group = []
+
+
+def start_process_group() -> None:
+    """Under a launcher (RANK / WORLD_SIZE set), set up the torch.distributed group now (accelerate's
+    PartialState: gloo on the CPU, NCCL on GPUs, each rank on its local GPU)."""
+    from accelerate import PartialState
+
+    PartialState(cpu=not torch.cuda.is_available())
+
+
+def broadcast_value(acc, value: float) -> float:
+    """Rank 0's value on every rank (the same early-stopping decision everywhere)."""
+    if acc.num_processes <= 1:
+        return value
+    from accelerate.utils import broadcast
+
+    t = torch.tensor([value], dtype=torch.float64, device=acc.device)
+    return float(broadcast(t, from_process=0).item())
+
+
+@dataclass
+class _Loop:
+    """What one train_loop call carries between its epochs."""
+
+    acc: object
+    model: torch.nn.Module
+    optimizer: object
+    sched: object
+    cfg: object
+    run_dir: Path
+    desc: str
+    res: TrainResult = field(default_factory=TrainResult)
+    bad: int = 0
+
+    @property
+    def best_path(self) -> Path:
+        return self.run_dir / "best.pt"
+
+    @property
+    def ckpt(self) -> Path:
+        return self.run_dir / "checkpoint"
+
+    @property
+    def state_file(self) -> Path:
+        return self.run_dir / "train_state.json"
 
 
 def train_loop(
@@ -72,103 +213,134 @@ def train_loop(
     optimizer: torch.optim.Optimizer | None = None,
     steps_per_epoch: int | None = None,
     desc: str = "train",
+    hparams: dict | None = None,
 ) -> TrainResult:
     """Train `model` in place; on return it holds the best validated weights.
 
     make_batches(epoch) yields batches (already on any device: they are moved with .to where they are
     tensors or tuples/dicts of tensors). loss_fn(model, batch) returns a scalar loss. validate(model)
-    returns the early-stopping metric (higher is better).
+    returns the early-stopping metric (higher is better); under data parallelism every process calls it.
+    hparams: what the trackers record as hyper-parameters (default: the run folder's config.yaml).
     """
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     device = device or resolve_device()
-    acc = make_accelerator(cfg_train, device)
+    acc = make_accelerator(cfg_train, device, run_dir)
     if optimizer is None:
         params = [p for p in model.parameters() if p.requires_grad]
         optimizer = torch.optim.AdamW(params, lr=cfg_train.lr, weight_decay=cfg_train.weight_decay)
     warm = max(0, cfg_train.warmup_steps)
     sched = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / warm) if warm else 1.0)
     model, optimizer, sched = acc.prepare(model, optimizer, sched)
-    ckpt = run_dir / "checkpoint"
-    best_path = run_dir / "best.pt"
-    state_file = run_dir / "train_state.json"
-    res = TrainResult()
-    bad = 0
-    start_epoch = 0
-    if state_file.exists() and ckpt.exists():
-        st = json.loads(state_file.read_text())
-        acc.load_state(str(ckpt))
-        start_epoch, res.steps, bad = st["epoch"] + 1, st["steps"], st["bad"]
-        res.best_metric, res.best_epoch, res.history = st["best_metric"], st["best_epoch"], st["history"]
-        res.train_time_s = res.resumed_time_s = st["train_time_s"]
-        res.resumed_from_epoch = start_epoch
-        log.info("resuming %s from epoch %d (checkpoint %s)", desc, start_epoch, ckpt)
-        if st.get("done"):
-            start_epoch = cfg_train.epochs
-    tb = _tb_writer(run_dir)
+    lp = _Loop(acc, model, optimizer, sched, cfg_train, run_dir, desc)
+    start_epoch = _resume(lp)
+    start_tracking(acc, cfg_train, run_dir, desc, hparams)
     max_steps = cfg_train.max_steps or math.inf
+    spe = None if steps_per_epoch is None else steps_per_epoch // acc.num_processes
     for epoch in range(start_epoch, cfg_train.epochs):
-        if res.steps >= max_steps:
+        if lp.res.steps >= max_steps:
             break
         t0 = time.perf_counter()
-        model.train()
-        total, n = torch.zeros((), device=acc.device), 0
-        bar = tqdm(make_batches(epoch), total=steps_per_epoch, desc=f"{desc} ep{epoch}",
-                   disable=not cfg_train.progress, leave=False)
-        for batch in bar:
-            batch = _to(batch, acc.device)
-            with acc.accumulate(model):
-                with acc.autocast():
-                    loss = loss_fn(model, batch)
-                acc.backward(loss)
-                if acc.sync_gradients and cfg_train.grad_clip > 0:
-                    acc.clip_grad_norm_(model.parameters(), cfg_train.grad_clip)
-                optimizer.step()
-                sched.step()
-                optimizer.zero_grad(set_to_none=True)
-            total += loss.detach()
-            n += 1
-            if acc.sync_gradients:
-                res.steps += 1
-            if res.steps >= max_steps:
-                break
-        mean_loss = float(total) / max(n, 1)  # one host sync per epoch
-        res.train_time_s += time.perf_counter() - t0
-        rec = {"epoch": epoch, "loss": mean_loss, "steps": res.steps, "time_s": res.train_time_s}
-        stop = False
-        if validate is not None and cfg_train.eval_every > 0 and (epoch + 1) % cfg_train.eval_every == 0:
-            model.eval()
-            metric = float(validate(acc.unwrap_model(model)))
-            rec["valid_recall@10"] = metric
-            if not (metric <= res.best_metric):  # also true for the first (nan) comparison
-                res.best_metric, res.best_epoch, bad = metric, epoch, 0
-                _atomic_save(acc.unwrap_model(model).state_dict(), best_path)
-            else:
-                bad += 1
-                stop = cfg_train.patience > 0 and bad >= cfg_train.patience
-        res.history.append(rec)
-        if tb is not None:
-            for k, v in rec.items():
-                if k != "epoch":
-                    tb.add_scalar(f"{desc}/{k}", v, epoch)
-        log.info("%s epoch %d: %s", desc, epoch, ", ".join(f"{k}={v:.4g}" for k, v in rec.items() if k != "epoch"))
-        res.epochs_run = epoch + 1
-        done = stop or epoch + 1 >= cfg_train.epochs or res.steps >= max_steps
+        batches = shard_batches(make_batches(epoch), acc.process_index, acc.num_processes)
+        mean_loss = _train_epoch(lp, loss_fn, batches, epoch, spe, max_steps)
+        lp.res.train_time_s += time.perf_counter() - t0
+        rec = {"epoch": epoch, "loss": mean_loss, "steps": lp.res.steps, "time_s": lp.res.train_time_s}
+        stop = _validate_epoch(lp, validate, epoch, rec)
+        lp.res.history.append(rec)
+        acc.log({f"{desc}/epoch_{k}" if k in ("loss", "time_s") else f"{desc}/{k}": v
+                 for k, v in rec.items() if k not in ("epoch", "steps")}, step=lp.res.steps)
+        if acc.is_main_process:
+            log.info("%s epoch %d: %s", desc, epoch,
+                     ", ".join(f"{k}={v:.4g}" for k, v in rec.items() if k != "epoch"))
+        lp.res.epochs_run = epoch + 1
+        done = stop or epoch + 1 >= cfg_train.epochs or lp.res.steps >= max_steps
         if cfg_train.checkpoint_every and ((epoch + 1) % cfg_train.checkpoint_every == 0 or done):
-            _save_state_atomic(acc, ckpt)
-            _atomic_json(state_file, {"epoch": epoch, "steps": res.steps, "bad": bad, "best_metric": res.best_metric,
-                                      "best_epoch": res.best_epoch, "history": res.history,
-                                      "train_time_s": res.train_time_s, "done": done})
+            _checkpoint(lp, epoch, done)
         if stop:
-            log.info("%s: early stop at epoch %d (best %.4f at epoch %d)", desc, epoch, res.best_metric,
-                     res.best_epoch)
+            if acc.is_main_process:
+                log.debug("%s: early stop at epoch %d (best %.4f at epoch %d)", desc, epoch,
+                          lp.res.best_metric, lp.res.best_epoch)
             break
-    if tb is not None:
-        tb.close()
-    if best_path.exists():
-        acc.unwrap_model(model).load_state_dict(torch.load(best_path, map_location="cpu"))
-    res.epochs_run = max(res.epochs_run, len(res.history))
-    return res
+    end_tracking(acc)
+    acc.wait_for_everyone()  # rank 0 has written best.pt
+    if lp.best_path.exists():
+        acc.unwrap_model(model).load_state_dict(torch.load(lp.best_path, map_location="cpu"))
+    lp.res.epochs_run = max(lp.res.epochs_run, len(lp.res.history))
+    return lp.res
+
+
+def _resume(lp: _Loop) -> int:
+    """Load the resumable checkpoint when there is one; returns the first epoch to run."""
+    if not (lp.state_file.exists() and lp.ckpt.exists()):
+        return 0
+    res = lp.res
+    st = json.loads(lp.state_file.read_text())
+    lp.acc.load_state(str(lp.ckpt))
+    start_epoch, res.steps, lp.bad = st["epoch"] + 1, st["steps"], st["bad"]
+    res.best_metric, res.best_epoch, res.history = st["best_metric"], st["best_epoch"], st["history"]
+    res.train_time_s = res.resumed_time_s = st["train_time_s"]
+    res.resumed_from_epoch = start_epoch
+    log.info("resuming %s from epoch %d (checkpoint %s)", lp.desc, start_epoch, lp.ckpt)
+    return lp.cfg.epochs if st.get("done") else start_epoch
+
+
+def _train_epoch(lp: _Loop, loss_fn, batches, epoch: int, spe: int | None, max_steps: float) -> float:
+    """One pass over this process's batches; returns the mean loss (one host sync an epoch, plus one every
+    train.log_every optimiser steps when trackers are on)."""
+    acc, model, optimizer, cfg, res = lp.acc, lp.model, lp.optimizer, lp.cfg, lp.res
+    log_every = getattr(cfg, "log_every", 0) if acc.log_with else 0
+    model.train()
+    total, n = torch.zeros((), device=acc.device), 0
+    bar = tqdm(batches, total=spe, desc=f"{lp.desc} ep{epoch}",
+               disable=not cfg.progress or not acc.is_main_process, leave=False)
+    for batch in bar:
+        batch = _to(batch, acc.device)
+        with acc.accumulate(model):
+            with acc.autocast():
+                loss = loss_fn(model, batch)
+            acc.backward(loss)
+            if acc.sync_gradients and cfg.grad_clip > 0:
+                acc.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            optimizer.step()
+            lp.sched.step()
+            optimizer.zero_grad(set_to_none=True)
+        total += loss.detach()
+        n += 1
+        if acc.sync_gradients:
+            res.steps += 1
+            if log_every and res.steps % log_every == 0:
+                acc.log({f"{lp.desc}/loss": float(loss.detach()), f"{lp.desc}/lr": lp.sched.get_last_lr()[0]},
+                        step=res.steps)
+        if res.steps >= max_steps:
+            break
+    return float(total) / max(n, 1)
+
+
+def _validate_epoch(lp: _Loop, validate, epoch: int, rec: dict) -> bool:
+    """Validate when due (every process: sharded evaluation), record it; returns True to stop early."""
+    cfg, res, acc = lp.cfg, lp.res, lp.acc
+    if validate is None or cfg.eval_every <= 0 or (epoch + 1) % cfg.eval_every:
+        return False
+    lp.model.eval()
+    metric = broadcast_value(acc, float(validate(acc.unwrap_model(lp.model))))
+    rec["valid_recall@10"] = metric
+    if not (metric <= res.best_metric):  # also true for the first (nan) comparison
+        res.best_metric, res.best_epoch, lp.bad = metric, epoch, 0
+        if acc.is_main_process:
+            _atomic_save(acc.unwrap_model(lp.model).state_dict(), lp.best_path)
+        return False
+    lp.bad += 1
+    return cfg.patience > 0 and lp.bad >= cfg.patience
+
+
+def _checkpoint(lp: _Loop, epoch: int, done: bool) -> None:
+    res = lp.res
+    _save_state_atomic(lp.acc, lp.ckpt)
+    if lp.acc.is_main_process:
+        _atomic_json(lp.state_file, {"epoch": epoch, "steps": res.steps, "bad": lp.bad,
+                                     "best_metric": res.best_metric, "best_epoch": res.best_epoch,
+                                     "history": res.history, "train_time_s": res.train_time_s, "done": done})
+    lp.acc.wait_for_everyone()
 
 
 def _to(batch, device):
@@ -188,17 +360,29 @@ def _atomic_save(obj, path: Path) -> None:
 
 
 def _save_state_atomic(acc, ckpt: Path) -> None:
-    """save_state into a fresh folder, then swap it in: a kill never leaves a torn checkpoint."""
+    """save_state into a fresh folder, then swap it in: a kill never leaves a torn checkpoint.
+
+    Data-parallel: rank 0 alone writes (a DDP model is the same on every rank; the other ranks' RNG states
+    are not saved, so on resume they continue from their current state). FSDP / DeepSpeed shard the model
+    and optimizer, so there every rank writes its shard and rank 0 swaps the folder in."""
     import shutil
+
+    from accelerate.utils import DistributedType
 
     tmp = ckpt.with_name(ckpt.name + ".tmp")
     old = ckpt.with_name(ckpt.name + ".old")
-    shutil.rmtree(tmp, ignore_errors=True)
-    acc.save_state(str(tmp))
-    if ckpt.exists():
-        os.replace(ckpt, old)
-    os.replace(tmp, ckpt)
-    shutil.rmtree(old, ignore_errors=True)
+    sharded = acc.distributed_type in (DistributedType.FSDP, DistributedType.DEEPSPEED)
+    if acc.is_main_process:
+        shutil.rmtree(tmp, ignore_errors=True)
+    acc.wait_for_everyone()
+    if sharded or acc.is_main_process:
+        acc.save_state(str(tmp))
+    acc.wait_for_everyone()
+    if acc.is_main_process:
+        if ckpt.exists():
+            os.replace(ckpt, old)
+        os.replace(tmp, ckpt)
+        shutil.rmtree(old, ignore_errors=True)
 
 
 def _atomic_json(path: Path, obj) -> None:

@@ -60,14 +60,34 @@ def _recommend_batch(model, users, hists, tgts, n_items: int, k: int, exclude: b
     return pos, np.zeros_like(pos), invalid, int((top != -1).sum())
 
 
+def process_shard() -> tuple[int, int]:
+    """(rank, world size) of the torch.distributed group evaluation is split across; (0, 1) without one."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def shard_bounds(n: int, rank: int, world: int) -> tuple[int, int]:
+    """The contiguous block [start, stop) of n users that `rank` of `world` evaluates: blocks differ by at most
+    one user, cover every user once, and an empty block is fine (n < world)."""
+    per, rest = divmod(n, world)
+    start = rank * per + min(rank, rest)
+    return start, start + per + (1 if rank < rest else 0)
+
+
 @torch.no_grad()
-def evaluate(model, evalset, n_items: int, ks: list[int], exclude_history: bool = True,
-             batch_size: int = 512, progress: bool = False, desc: str = "eval", exclude_window: int = 0) -> dict:
+def evaluate_part(model, evalset, n_items: int, ks: list[int], exclude_history: bool = True,
+                  batch_size: int = 512, progress: bool = False, desc: str = "eval", exclude_window: int = 0,
+                  rank: int = 0, world: int = 1) -> dict:
+    """Rank `rank`'s block of users: per-user (greater, ties) arrays, their row indices and the counters."""
+    lo, hi = shard_bounds(len(evalset), rank, world)
     g_all, t_all = [], []
     invalid = returned = in_hist = 0
     mode = "score" if hasattr(model, "score") else "recommend"
-    for start in tqdm(range(0, len(evalset), batch_size), desc=desc, disable=not progress, leave=False):
-        sl = slice(start, start + batch_size)
+    for start in tqdm(range(lo, hi, batch_size), desc=desc, disable=not progress, leave=False):
+        sl = slice(start, min(start + batch_size, hi))
         users, hists, tgts = evalset.users[sl], evalset.histories[sl], evalset.targets[sl]
         banned = [h[-exclude_window:] for h in hists] if exclude_window > 0 else hists
         in_hist += int(target_in_history(banned, tgts).sum())
@@ -80,6 +100,32 @@ def evaluate(model, evalset, n_items: int, ks: list[int], exclude_history: bool 
         t_all.append(t)
     g = np.concatenate(g_all) if g_all else np.zeros(0, dtype=np.int64)
     t = np.concatenate(t_all) if t_all else np.zeros(0, dtype=np.int64)
+    return {"rows": np.arange(lo, hi), "greater": g, "ties": t, "invalid": invalid, "returned": returned,
+            "in_hist": in_hist}
+
+
+def gather_parts(part: dict) -> list[dict]:
+    """Every rank's part, gathered once. Unlike a padded tensor gather (which repeats users to even out the
+    blocks and so counts them twice), each rank sends exactly its own users."""
+    import torch.distributed as dist
+
+    rank, world = process_shard()
+    if world == 1:
+        return [part]
+    parts: list = [None] * world
+    dist.all_gather_object(parts, part)
+    return parts
+
+
+def summarize_parts(parts: list[dict], ks: list[int], exclude_history: bool, exclude_window: int) -> dict:
+    """The metrics of the union of the parts; raises when a user row appears in two parts."""
+    rows = np.concatenate([p["rows"] for p in parts])
+    if len(np.unique(rows)) != len(rows):
+        raise RuntimeError("sharded evaluation: a user was evaluated by more than one process")
+    g = np.concatenate([p["greater"] for p in parts])
+    t = np.concatenate([p["ties"] for p in parts])
+    invalid, returned = sum(p["invalid"] for p in parts), sum(p["returned"] for p in parts)
+    in_hist = sum(p["in_hist"] for p in parts)
     res = summarize(metrics_from_gt(np.minimum(g, MISS), t, ks))
     n_users = int(len(g))
     res["users_evaluated"] = n_users
@@ -89,3 +135,20 @@ def evaluate(model, evalset, n_items: int, ks: list[int], exclude_history: bool 
     res["target_in_history"] = float(in_hist / n_users) if n_users else 0.0
     res["target_in_history_n"] = int(in_hist)
     return res
+
+
+def evaluate(model, evalset, n_items: int, ks: list[int], exclude_history: bool = True,
+             batch_size: int = 512, progress: bool = False, desc: str = "eval", exclude_window: int = 0,
+             sharded: bool | None = None) -> dict:
+    """Full-ranking metrics of `model` on `evalset`.
+
+    sharded (None = whenever a torch.distributed group of more than one process is up, e.g. a data-parallel
+    point under `accelerate launch`): every process ranks its own contiguous block of users and the
+    blocks are gathered once, so each user counts exactly once; every process must then call evaluate.
+    With one process the result is the same as before sharding existed.
+    """
+    rank, world = process_shard() if sharded is not False else (0, 1)
+    part = evaluate_part(model, evalset, n_items, ks, exclude_history, batch_size, progress and rank == 0, desc,
+                         exclude_window, rank, world)
+    parts = gather_parts(part) if world > 1 else [part]
+    return summarize_parts(parts, ks, exclude_history, exclude_window)

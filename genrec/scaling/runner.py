@@ -8,7 +8,6 @@ Launched with several processes, each process runs every n-th point on its own (
 rank, not data-parallel); --shard splits the list across machines or jobs the same way. A point whose
 run id already has an ok row in the CSV is skipped unless --force; a killed sweep resumes where it
 stopped (training resumes from runs/<run_id>/checkpoint). A failing point gets a status=failed row.
-A sweep file's `tune:` grid is run on validation per point first (genrec.scaling.tune).
 Two sweeps started on the same points train each point once: a point holds a lock in its run folder
 while it runs, and the other process waits for it, then finds the row and skips.
 """
@@ -148,7 +147,8 @@ def run_points(points, out: Path, sweep_name: str, force: bool = False, progress
     counts = {"ok": 0, "failed": 0, "skipped": 0}
     cache = {} if cache is None else cache
     job = job_token()
-    bar = tqdm(points, desc=f"sweep {sweep_name}", unit="point", disable=not progress, position=0)
+    bar = tqdm(points, desc=f"sweep {sweep_name}", unit="point", disable=not progress or _RANK > 0 and _DATA,
+               position=0)
     t0 = time.perf_counter()
     for p in bar:
         if max_minutes and time.perf_counter() - t0 > 60 * max_minutes:
@@ -167,22 +167,6 @@ def run_points(points, out: Path, sweep_name: str, force: bool = False, progress
             status = _run_one(p, run_dir, out, sweep_name, cache, job)
         counts[status] += 1
     return counts
-
-
-def run_with_tuning(points, out: Path, sweep_name: str, force: bool = False, cache: dict | None = None,
-                    max_minutes: float = 0.0) -> dict:
-    """run_points; points with a `tune:` spec first run their tuning grid on validation, then their
-    seeds with the chosen values (genrec.scaling.tune.run_tuned; tuning rows: sweep <name>/tune)."""
-    from genrec.scaling.tune import run_tuned
-
-    cache = {} if cache is None else cache
-    if not any(p.tune for p in points):
-        return run_points(points, out, sweep_name, force=force, cache=cache, max_minutes=max_minutes)
-
-    def run(pts, name, minutes):
-        return run_points(pts, out, name, force=force, progress=False, cache=cache, max_minutes=minutes)
-
-    return run_tuned(points, out, sweep_name, run, lambda pts: bind_data(pts, cache), max_minutes)
 
 
 class point_lock:
@@ -235,8 +219,7 @@ def _run_one(p, run_dir: Path, out: Path, sweep_name: str, cache: dict, job: str
             status = "failed"
             tqdm.write(f"point {p.name} FAILED: {msg} (log: {run_dir / 'run.log'})")
     res.setdefault("extra", {})
-    res["extra"] = {**res["extra"], **getattr(p, "extra", {}),  # tuning provenance (genrec.scaling.tune)
-                    "wall_s": round(time.perf_counter() - t0, 2), "job": job, "run_dir": str(run_dir)}
+    res["extra"] = {**res["extra"], "wall_s": round(time.perf_counter() - t0, 2), "job": job, "run_dir": str(run_dir)}
     if prior:
         res["extra"]["resumed"] = prior
     append_row(out, make_row(p.cfg, res, sweep=sweep_name, point=p.name, status=status))
@@ -329,20 +312,15 @@ def _run(args) -> int:
         for j, p in enumerate(chosen):
             st = "done" if p.run_id in done else f"run@{j % _WORLD}" if _WORLD > 1 else "run"
             print(_plan_line(p, st))
-        from genrec.scaling.tune import plan_note
-
-        if plan_note(chosen):
-            print(plan_note(chosen))
     check_points(chosen)
     if args.dry_run:
         return 0
-    counts = run_with_tuning(mine, out, sw.name, force=args.force, cache=cache, max_minutes=args.max_minutes)
+    counts = run_points(mine, out, sw.name, force=args.force, cache=cache, max_minutes=args.max_minutes)
     print(f"[rank {_RANK}] ran {counts['ok']} ok, {counts['failed']} failed, skipped {counts['skipped']} "
           f"already done, in {time.perf_counter() - t_start:.1f}s", flush=True)
     if _RANK != 0:
         return 0
-    others = {p.run_id for j, p in enumerate(chosen)  # tuned points get their run ids only once tuned
-              if j % _WORLD != 0 and not p.tune and (args.force or p.run_id not in done)}
+    others = {p.run_id for j, p in enumerate(chosen) if j % _WORLD != 0 and (args.force or p.run_id not in done)}
     _wait_for(out, others)
     from genrec.scaling.report import print_fits, print_leaderboard
 
