@@ -258,8 +258,8 @@ class CFModel(HubMixin, nn.Module):
 
     # ------------------------------------------------------------------ persistence
     def _config_dict(self) -> dict:
-        return {"model_type": MODEL_TYPE, "model": self.name, "n_users": self.n_users, "n_items": self.n_items, "max_len": self.max_len,
-                "seed": self.seed, "cf": dataclasses.asdict(self.cfg)}
+        return {"model_type": MODEL_TYPE, "model": self.name, "n_users": self.n_users, "n_items": self.n_items,
+                "max_len": self.max_len, "seed": self.seed, "cf": dataclasses.asdict(self.cfg)}
 
     def _prepare_load(self, state: dict) -> None:
         """Resize data-dependent buffers (e.g. the graph's edge list) before load_state_dict."""
