@@ -4,16 +4,20 @@
                  [--force] [--out runs/X.csv]
     accelerate launch benchmarks/scale.py ...     # the same, each launched process a worker
 
-Launched with several processes, each process runs every n-th point on its own (points are split by
-rank, not data-parallel); --shard splits the list across machines or jobs the same way. A point whose
+Launched with several processes, each process runs every n-th point on its own (--parallel points, the
+default); with --parallel data every process runs every point, each point data-parallel across all of them
+(genrec.train; rank 0 writes rows and run files). --shard splits the list across machines or jobs the same
+way. A point whose
 run id already has an ok row in the CSV is skipped unless --force; a killed sweep resumes where it
 stopped (training resumes from runs/<run_id>/checkpoint). A failing point gets a status=failed row.
+A sweep file's `tune:` grid is run on validation per point first (genrec.scaling.tune).
 Two sweeps started on the same points train each point once: a point holds a lock in its run folder
 while it runs, and the other process waits for it, then finds the row and skips.
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import fcntl
 import logging
 import os
@@ -27,22 +31,36 @@ DEFAULT_SWEEP = REPO / "configs" / "sweeps" / "quickstart.yaml"
 log = logging.getLogger("genrec")
 _RANK, _WORLD = 0, 1
 _ISOLATED = False
+_DATA = False  # --parallel data: every rank runs every point, data-parallel
 
 
-def isolate_rank() -> tuple[int, int]:
+def parallel_mode(argv: list[str] | None = None) -> str:
+    """'points' or 'data', from --parallel in argv (default sys.argv), else $GENREC_PARALLEL, else 'points'."""
+    argv = sys.argv[1:] if argv is None else argv
+    for i, a in enumerate(argv):
+        if a == "--parallel" and i + 1 < len(argv):
+            return argv[i + 1]
+        if a.startswith("--parallel="):
+            return a.split("=", 1)[1]
+    return os.environ.get("GENREC_PARALLEL", "points") or "points"
+
+
+def isolate_rank(argv: list[str] | None = None) -> tuple[int, int]:
     """Under `accelerate launch`, make this process an independent worker on its own GPU.
 
     Call before torch initialises CUDA. Returns (rank, world size) and clears the process-group
-    variables so that each worker trains its points alone.
+    variables so that each worker trains its points alone; with --parallel data (parallel_mode) the
+    variables are kept, so every point trains data-parallel across all processes.
     """
-    global _RANK, _WORLD, _ISOLATED
+    global _RANK, _WORLD, _ISOLATED, _DATA
     if _ISOLATED:
         return _RANK, _WORLD
     _ISOLATED = True
     rank = int(os.environ.get("RANK", "0") or 0)
     world = int(os.environ.get("WORLD_SIZE", "1") or 1)
     local = int(os.environ.get("LOCAL_RANK", "0") or 0)
-    if world > 1:
+    _DATA = parallel_mode(argv) == "data" and world > 1
+    if world > 1 and not _DATA:
         for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "GROUP_RANK", "ROLE_RANK",
                   "ROLE_WORLD_SIZE", "PMI_SIZE", "OMPI_COMM_WORLD_SIZE"):
             os.environ.pop(k, None)
@@ -68,6 +86,9 @@ def build_parser(ap: argparse.ArgumentParser | None = None) -> argparse.Argument
     ap.add_argument("--out", default="", help="CSV to append to (default: runs/<sweep name>.csv)")
     ap.add_argument("--max-minutes", type=float, default=0.0,
                     help="start no new point after this many minutes (0 = no cap); rerun to continue")
+    ap.add_argument("--parallel", choices=("points", "data"), default="points",
+                    help="under accelerate launch: split the points across processes (points) or train each "
+                         "point data-parallel across all processes (data)")
     ap.add_argument("--metric", default="recall@10", help="metric for the closing table and plot")
     ap.add_argument("--no-plot", action="store_true")
     ap.add_argument("-v", "--verbose", action="store_true")
@@ -155,18 +176,45 @@ def run_points(points, out: Path, sweep_name: str, force: bool = False, progress
             tqdm.write(f"time cap of {max_minutes:g} min reached; rerun the same command to continue")
             break
         bar.set_postfix_str(p.name)
-        if not force and p.run_id in done_run_ids(out):  # re-read: another process may have done it
+        if _same_on_all(not force and p.run_id in done_run_ids(out)):  # another process may have done it
             counts["skipped"] += 1
             continue
         run_dir = Path(p.cfg.run.output_dir) / (p.train_id or p.run_id)
         run_dir.mkdir(parents=True, exist_ok=True)
-        with point_lock(run_dir, p.name):
-            if not force and p.run_id in done_run_ids(out):  # finished by the process we waited for
+        with point_lock(run_dir, p.name) if _RANK == 0 or not _DATA else contextlib.nullcontext():
+            if _same_on_all(not force and p.run_id in done_run_ids(out)):  # done by the process we waited for
                 counts["skipped"] += 1
                 continue
             status = _run_one(p, run_dir, out, sweep_name, cache, job)
         counts[status] += 1
     return counts
+
+
+def run_with_tuning(points, out: Path, sweep_name: str, force: bool = False, cache: dict | None = None,
+                    max_minutes: float = 0.0) -> dict:
+    """run_points; points with a `tune:` spec first run their tuning grid on validation, then their
+    seeds with the chosen values (genrec.scaling.tune.run_tuned; tuning rows: sweep <name>/tune)."""
+    from genrec.scaling.tune import run_tuned
+
+    cache = {} if cache is None else cache
+    if not any(p.tune for p in points):
+        return run_points(points, out, sweep_name, force=force, cache=cache, max_minutes=max_minutes)
+
+    def run(pts, name, minutes):
+        return run_points(pts, out, name, force=force, progress=False, cache=cache, max_minutes=minutes)
+
+    return run_tuned(points, out, sweep_name, run, lambda pts: bind_data(pts, cache), max_minutes)
+
+
+def _same_on_all(flag: bool) -> bool:
+    """--parallel data: rank 0's decision on every rank (one rank skipping alone would hang the others)."""
+    if not _DATA:
+        return flag
+    import torch.distributed as dist
+
+    box = [flag]
+    dist.broadcast_object_list(box, src=0)
+    return bool(box[0])
 
 
 class point_lock:
@@ -200,7 +248,7 @@ def _run_one(p, run_dir: Path, out: Path, sweep_name: str, cache: dict, job: str
 
     prior = sorted(str(x.relative_to(run_dir)) for x in run_dir.rglob("train_state.json"))
     t0 = time.perf_counter()
-    with _PointLog(run_dir / "run.log"):
+    with _PointLog(run_dir / "run.log") if _RANK == 0 or not _DATA else contextlib.nullcontext():
         log.info("sweep %s point %s run_id %s (%s/%s)", sweep_name, p.name, p.run_id, p.cfg.run.family,
                  p.cfg.run.model)
         if prior:
@@ -219,9 +267,12 @@ def _run_one(p, run_dir: Path, out: Path, sweep_name: str, cache: dict, job: str
             status = "failed"
             tqdm.write(f"point {p.name} FAILED: {msg} (log: {run_dir / 'run.log'})")
     res.setdefault("extra", {})
-    res["extra"] = {**res["extra"], "wall_s": round(time.perf_counter() - t0, 2), "job": job, "run_dir": str(run_dir)}
+    res["extra"] = {**res["extra"], **getattr(p, "extra", {}),  # tuning provenance (genrec.scaling.tune)
+                    "wall_s": round(time.perf_counter() - t0, 2), "job": job, "run_dir": str(run_dir)}
     if prior:
         res["extra"]["resumed"] = prior
+    if _DATA and _RANK != 0:  # data-parallel: rank 0 writes the row
+        return status
     append_row(out, make_row(p.cfg, res, sweep=sweep_name, point=p.name, status=status))
     if status == "ok":
         m = res["metrics"]
@@ -266,7 +317,7 @@ def _wait_for(out: Path, run_ids: set, poll_s: float = 5.0) -> None:
 
 def main(argv: list[str] | None = None, prog: str = "genrec sweep") -> int:
     """`genrec sweep` / `benchmarks/scale.py`: parse the arguments and run the sweep (exit status)."""
-    isolate_rank()
+    isolate_rank(argv)
     args = build_parser().parse_args(argv)
     return run_sweep(args, prog)
 
@@ -304,23 +355,32 @@ def _run(args) -> int:
     if not args.dry_run:  # a dry run plans without loading data: its ids lack the data fingerprint
         bind_data(chosen, cache)
     done = set() if args.force else done_run_ids(out)
-    mine = shard(chosen, _RANK, _WORLD)
+    mine = chosen if _DATA else shard(chosen, _RANK, _WORLD)
+    if _DATA:  # start the process group now: every rank takes rank 0's skip decisions
+        from genrec.train import start_process_group
+        start_process_group()
     if _RANK == 0:
         print(f"sweep {sw.name} ({sweep_path}): {len(sw.points)} points"
               + (f", {len(sw.duplicates)} duplicate(s) dropped" if sw.duplicates else "")
-              + f"; this job: {len(chosen)} (shard {i}/{n}), {_WORLD} process(es) -> {out}")
+              + f"; this job: {len(chosen)} (shard {i}/{n}), {_WORLD} process(es)"
+              + (" data-parallel" if _DATA else "") + f" -> {out}")
         for j, p in enumerate(chosen):
-            st = "done" if p.run_id in done else f"run@{j % _WORLD}" if _WORLD > 1 else "run"
+            st = "done" if p.run_id in done else f"run@{j % _WORLD}" if _WORLD > 1 and not _DATA else "run"
             print(_plan_line(p, st))
+        from genrec.scaling.tune import plan_note
+
+        if plan_note(chosen):
+            print(plan_note(chosen))
     check_points(chosen)
     if args.dry_run:
         return 0
-    counts = run_points(mine, out, sw.name, force=args.force, cache=cache, max_minutes=args.max_minutes)
+    counts = run_with_tuning(mine, out, sw.name, force=args.force, cache=cache, max_minutes=args.max_minutes)
     print(f"[rank {_RANK}] ran {counts['ok']} ok, {counts['failed']} failed, skipped {counts['skipped']} "
           f"already done, in {time.perf_counter() - t_start:.1f}s", flush=True)
     if _RANK != 0:
         return 0
-    others = {p.run_id for j, p in enumerate(chosen) if j % _WORLD != 0 and (args.force or p.run_id not in done)}
+    others = {p.run_id for j, p in enumerate(chosen)  # tuned points get their run ids only once tuned
+              if j % _WORLD != 0 and not _DATA and not p.tune and (args.force or p.run_id not in done)}
     _wait_for(out, others)
     from genrec.scaling.report import print_fits, print_leaderboard
 
