@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from genrec.eval.spectrum import (classify_curve, effective_rank, energy_share, norm_popularity_spearman,
-                                  singular_values, spectrum_report)
+from genrec.eval.spectrum import (classify_curve, effective_rank, energy_share, noise_threshold,
+                                  norm_popularity_spearman, singular_values, spectrum_report)
 
 
 def test_identity_has_full_effective_rank():
@@ -62,8 +62,8 @@ def test_classify_logarithmic():
 
 def test_classify_saturating():
     assert classify_curve(DIMS, 0.1 * (1 - np.exp(-DIMS / 16))) == "saturating"
-    peak_then_decline = 0.1 - 0.004 * (np.log2(DIMS) - 5) ** 2  # one peak at 32, then overfits
-    assert classify_curve(DIMS, peak_then_decline) == "saturating"
+    slight_decline = 0.1 * (1 - np.exp(-DIMS / 16)) - 0.0002 * np.log2(DIMS)  # late decline within tol
+    assert classify_curve(DIMS, slight_decline) == "saturating"
     assert classify_curve(DIMS, np.full(len(DIMS), 0.05)) == "saturating"
 
 
@@ -81,3 +81,38 @@ def test_classify_double_peak():
         classify_curve([1, 2], [0.1, 0.2])
     with pytest.raises(ValueError):
         classify_curve(DIMS, curve, sem=[0.1])
+
+
+def test_classify_collapse():
+    peak_then_decline = 0.1 - 0.004 * (np.log2(DIMS) - 5) ** 2  # one peak at 32, then a large-d drop
+    assert classify_curve(DIMS, peak_then_decline) == "collapse"
+    assert classify_curve(DIMS[::-1], peak_then_decline[::-1]) == "collapse"
+    # the same drop (0.1 -> 0.064 at the last dim) within seed noise: no label beyond saturating
+    drop = 0.1 - 0.004 * np.clip(np.log2(DIMS) - 7, 0, None) ** 2
+    assert classify_curve(DIMS, drop, sem=np.full(len(DIMS), 0.001), n_seeds=3) == "collapse"
+    assert classify_curve(DIMS, drop, sem=np.full(len(DIMS), 0.01), n_seeds=3) == "saturating"
+    # a drop followed by a second rise beyond noise is a double peak, not a collapse
+    x = np.log2(DIMS)
+    rise_again = 0.1 - 0.03 * np.exp(-((x - 7) ** 2) / 0.5)
+    assert classify_curve(DIMS, rise_again) == "double-peak"
+
+
+def test_t_threshold_depends_on_seeds():
+    # t quantiles, two-sided 95%: df 2 -> 4.303, df 4 -> 2.776; without counts the fixed z = 2
+    assert noise_threshold(0.003, 0.004, 3, 3) == pytest.approx(4.3027 * 0.005, rel=1e-3)
+    assert noise_threshold(0.003, 0.004, 5, 9) == pytest.approx(2.7764 * 0.005, rel=1e-3)
+    assert noise_threshold(0.003, 0.004, None, None) == pytest.approx(2 * 0.005)
+    with pytest.raises(ValueError):
+        noise_threshold(0.01, 0.01, 1, 3)
+    # a dip of 0.024 with sem 0.004 at every point: beyond z = 2 (0.0113) and beyond t for 10 seeds
+    # (2.262 * 0.00566 = 0.0128), within t for 3 seeds (4.303 * 0.00566 = 0.0243)
+    x = np.log2(DIMS)
+    curve = 0.1 - 0.024 * np.exp(-((x - 6) ** 2) / 0.3)
+    sem = np.full(len(DIMS), 0.004)
+    assert classify_curve(DIMS, curve, sem=sem) == "double-peak"
+    assert classify_curve(DIMS, curve, sem=sem, n_seeds=10) == "double-peak"
+    assert classify_curve(DIMS, curve, sem=sem, n_seeds=3) != "double-peak"
+    per_point = [3] * len(DIMS)
+    assert classify_curve(DIMS, curve, sem=sem, n_seeds=per_point) == classify_curve(DIMS, curve, sem=sem, n_seeds=3)
+    with pytest.raises(ValueError):
+        classify_curve(DIMS, curve, sem=sem, n_seeds=[3, 3])

@@ -78,22 +78,60 @@ def spectrum_report(user_emb, item_emb, item_counts, top_k=(1, 5, 10)) -> dict:
     return out
 
 
-def classify_curve(dims, values, tol: float = 0.03, sem=None, z: float = 2.0) -> str:
-    """Label a metric-vs-dimension curve "double-peak", "logarithmic" or "saturating".
+LABELS = ("double-peak", "collapse", "logarithmic", "saturating")
 
-    Rule (values are the mean over seeds; `tol` is relative to the curve's maximum; `sem`, optional,
-    the standard error of each mean, std / sqrt(seeds)):
+
+def noise_threshold(sem_a: float, sem_b: float, n_a: int | None, n_b: int | None, level: float = 0.95,
+                    z: float = 2.0) -> float:
+    """Half-width of the two-sided `level` interval of the difference of two seed means.
+
+    q * sqrt(sem_a^2 + sem_b^2) with q the Student t quantile t_{(1+level)/2, df}, df = min(n_a, n_b) - 1
+    (the fewer seeds of the two; 4.30 for 3 seeds, 3.18 for 4, 2.78 for 5 at 95%). Without seed counts
+    (None) q is the fixed large-sample `z`."""
+    spread = float(np.hypot(sem_a, sem_b))
+    if n_a is None or n_b is None:
+        return z * spread
+    df = min(n_a, n_b) - 1
+    if df < 1:
+        raise ValueError("noise_threshold: a t threshold needs >= 2 seeds per point")
+    from scipy.stats import t
+
+    return float(t.ppf((1 + level) / 2, df)) * spread
+
+
+def _seed_counts(n_seeds, n: int) -> list:
+    """One seed count per point (None when not given)."""
+    if n_seeds is None:
+        return [None] * n
+    arr = np.asarray(n_seeds, dtype=np.int64)
+    counts = np.full(n, int(arr)) if arr.ndim == 0 else arr.reshape(-1)
+    if len(counts) != n:
+        raise ValueError("classify_curve: n_seeds must be one count or one count per point")
+    return [int(c) for c in counts]
+
+
+def classify_curve(dims, values, tol: float = 0.03, sem=None, n_seeds=None, z: float = 2.0,
+                   level: float = 0.95) -> str:
+    """Label a metric-vs-dimension curve "double-peak", "collapse", "logarithmic" or "saturating".
+
+    Inputs: `values` are means over seeds; `sem`, optional, the standard error of each mean
+    (std / sqrt(seeds)); `n_seeds`, optional, the number of seeds (one count, or one per point).
+    Two means a, b differ "beyond noise" when |a - b| > max(tol * max, q * sqrt(sem_a^2 + sem_b^2)):
+    tol is relative to the curve's maximum; q is the Student t quantile for the two-sided `level`
+    (95%) with min(n_a, n_b) - 1 degrees of freedom (noise_threshold), or the fixed `z` (2) when
+    n_seeds is not given; without `sem` only the tol part counts. The first rule that holds wins:
       * double-peak: after sorting by dim there are two local maxima i < j (interior points count
-        if no neighbour is higher; the last point counts if it is above its left neighbour) such that
-        the lowest value strictly between them is below BOTH peaks by more than tol * max and, when
-        `sem` is given, by more than z standard errors of the difference (z * sqrt(sem_peak^2 +
-        sem_valley^2)), so a dip within seed noise is not a peak. That is a rise, a real dip, and a
-        second rise.
-      * logarithmic: otherwise, if the curve still grows in its upper half of dims: the gain from the
-        middle point to the last point is at least 25% of the total gain (max - first) and the last
-        point is within tol * max of the maximum. A curve linear in log(dim) gains ~50% there.
-      * saturating: everything else: the curve reaches its plateau (or its single peak, followed by
-        a decline) in the lower half of dims, or is flat.
+        if no neighbour is higher; the first/last point counts if it is above its neighbour) such that
+        the lowest value strictly between them is below BOTH peaks beyond noise: a rise, a real dip,
+        and a second rise.
+      * collapse: the curve's maximum is before its largest dim and the value at the largest dim is
+        below that maximum beyond noise (a large-d drop with no second rise; a second rise beyond
+        noise would have been a double peak).
+      * logarithmic: the curve still grows in its upper half of dims: the gain from the middle point
+        to the last point is at least 25% of the total gain (max - first) and the last point is
+        within tol * max of the maximum. A curve linear in log(dim) gains ~50% there.
+      * saturating: everything else: a plateau reached in the lower half of dims (a late decline
+        within noise included), or a flat curve.
     """
     d = np.asarray(dims, dtype=np.float64)
     v = np.asarray(values, dtype=np.float64)
@@ -105,8 +143,31 @@ def classify_curve(dims, values, tol: float = 0.03, sem=None, z: float = 2.0) ->
     if len(se) != len(v):
         raise ValueError("classify_curve: sem must have one entry per point")
     se = se[order]
+    counts = _seed_counts(n_seeds, len(v))
+    ns = [counts[i] for i in order]
     vmax = float(v.max())
     margin = tol * abs(vmax) if vmax != 0 else tol
+
+    def beyond(hi: int, lo: int) -> bool:  # v[hi] above v[lo] beyond noise
+        noise = noise_threshold(se[hi], se[lo], ns[hi], ns[lo], level, z) if sem is not None else 0.0
+        return v[hi] - v[lo] > max(margin, noise)
+
+    n = len(v)
+    if _has_double_peak(v, beyond):
+        return "double-peak"
+    top = int(np.argmax(v))
+    if top < n - 1 and beyond(top, n - 1):
+        return "collapse"
+    total = vmax - v[0]
+    if total <= margin:
+        return "saturating"
+    late = v[-1] - v[(n - 1) // 2]
+    if late >= 0.25 * total and vmax - v[-1] <= margin:
+        return "logarithmic"
+    return "saturating"
+
+
+def _has_double_peak(v: np.ndarray, beyond) -> bool:
     n = len(v)
     peaks = [i for i in range(1, n - 1) if v[i] >= v[i - 1] and v[i] >= v[i + 1]]
     if v[-1] > v[-2]:
@@ -119,14 +180,6 @@ def classify_curve(dims, values, tol: float = 0.03, sem=None, z: float = 2.0) ->
             if j - i < 2:
                 continue
             k = i + 1 + int(np.argmin(v[i + 1:j]))
-            valley = v[k]
-            if all(v[p] - valley > max(margin, z * float(np.hypot(se[p], se[k]))) for p in (i, j)):
-                return "double-peak"
-    total = vmax - v[0]
-    if total <= margin:
-        return "saturating"
-    mid = (n - 1) // 2
-    late = v[-1] - v[mid]
-    if late >= 0.25 * total and vmax - v[-1] <= margin:
-        return "logarithmic"
-    return "saturating"
+            if beyond(i, k) and beyond(j, k):
+                return True
+    return False
