@@ -113,7 +113,8 @@ def test_run_tuned_selects_marks_rows_and_resumes(tmp_path):
     tune_calls = [c for c in calls if c[0] == "tn/tune"]
     assert len(tune_calls) == 8 and {c[2] for c in tune_calls} == {"valid"} and {c[3] for c in tune_calls} == {3}
     finals = [c for c in calls if c[0] == "tn"]
-    assert {(c[2], c[4], c[5]) for c in finals} == {("test", 0.01, 0.0)} and sorted(c[3] for c in finals) == [0, 0, 1, 1]
+    assert {(c[2], c[4], c[5]) for c in finals} == {("test", 0.01, 0.0)}
+    assert sorted(c[3] for c in finals) == [0, 0, 1, 1]
     rows = read_rows(out)
     tune_rows = [r for r in rows if r["sweep"] == "tn/tune"]
     assert len(tune_rows) == 8 and {r["eval_split"] for r in tune_rows} == {"valid"}

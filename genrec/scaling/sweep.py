@@ -261,7 +261,7 @@ def _tune_spec(spec, tag: str, raw: dict, grid_keys: list[str]) -> dict | None:
         raise ConfigError(f"{tag}: tune.grid: expected a non-empty mapping key.path -> list of values")
     for k, vals in grid.items():
         if k in grid_keys or k in ("run.seed", "eval.split"):
-            raise ConfigError(f"{tag}: tune.grid.{k}: this key cannot be tuned (it is a grid axis, the seed or the split)")
+            raise ConfigError(f"{tag}: tune.grid.{k}: this key cannot be tuned (a grid axis, the seed or the split)")
         if not isinstance(vals, list) or not vals:
             raise ConfigError(f"{tag}: tune.grid.{k}: expected a non-empty list of values")
         for v in vals:
