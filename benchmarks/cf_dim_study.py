@@ -1,12 +1,15 @@
 """The CF embedding-dimension study: a sweep file plus the study's plots and labels.
 
     python benchmarks/cf_dim_study.py                 # ML-100K: configs/sweeps/cf_dim_ml100k.yaml (180 points)
+    python benchmarks/cf_dim_study.py --cpu           # ML-100K reduced: configs/sweeps/cf_dim_ml100k_cpu.yaml
     python benchmarks/cf_dim_study.py --ml1m          # ML-1M:   configs/sweeps/cf_dim_ml1m.yaml
     python benchmarks/cf_dim_study.py --only 'mf_bpr-plain-*' --max-minutes 30   # any `genrec sweep` option
     python benchmarks/cf_dim_study.py --plot-only     # redraw plots / labels from the CSV
 
-Runs `genrec sweep --sweep <file> --out benchmarks/results/<sweep name>.csv [options]` (resumes: a
-point with an ok row is skipped), then genrec.scaling.dimstudy.plot_dim_study on the CSV.
+Runs `genrec sweep --sweep <file> --out benchmarks/results/<its name:>.csv [options]` (resumes: a
+point with an ok row is skipped), then genrec.scaling.dimstudy.plot_dim_study on the CSV. The sweep
+files tune train.lr and cf.reg per point on validation first (their `tune:` key, genrec.scaling.tune;
+tuning rows are in the same CSV with sweep = <name>/tune).
 """
 from __future__ import annotations
 
@@ -17,17 +20,20 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 def main(argv: list[str] | None = None) -> int:
+    from genrec.config import read_yaml_mapping
     from genrec.scaling.dimstudy import plot_dim_study
     from genrec.scaling.runner import main as sweep
 
     argv = list(sys.argv[1:] if argv is None else argv)
-    name = "cf_dim_ml1m" if "--ml1m" in argv else "cf_dim_ml100k"
-    argv = [a for a in argv if a != "--ml1m"]
+    stem = "cf_dim_ml1m" if "--ml1m" in argv else "cf_dim_ml100k_cpu" if "--cpu" in argv else "cf_dim_ml100k"
+    argv = [a for a in argv if a not in ("--ml1m", "--cpu")]
     plot_only = "--plot-only" in argv
     argv = [a for a in argv if a != "--plot-only"]
     if "--sweep" not in argv:
-        argv += ["--sweep", str(REPO / "configs" / "sweeps" / f"{name}.yaml")]
-    if "--out" not in argv:
+        argv += ["--sweep", str(REPO / "configs" / "sweeps" / f"{stem}.yaml")]
+    if "--out" not in argv:  # the CSV is named after the sweep (its `name:`), as plot_dim_study expects
+        doc = read_yaml_mapping(Path(argv[argv.index("--sweep") + 1]), "sweep")
+        name = str(doc.get("name") or Path(argv[argv.index("--sweep") + 1]).stem)
         argv += ["--out", str(REPO / "benchmarks" / "results" / f"{name}.csv")]
     out = Path(argv[argv.index("--out") + 1])
     rc = 0 if plot_only else sweep(argv + ["--no-plot"], prog="cf_dim_study.py")

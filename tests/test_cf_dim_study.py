@@ -1,5 +1,6 @@
 """The dimension study (a sweep file + genrec.scaling.dimstudy) end to end on the synthetic catalogue:
-rows, resume, plots and labels; the committed sweep files expand to the study's 180 points."""
+rows, resume, plots and labels (>= 3 seeds, converged share); the committed sweep files expand to the
+study's 180 points (108 in the reduced CPU file) with their tuning grid and convergence budget."""
 from __future__ import annotations
 
 import importlib.util
@@ -23,11 +24,20 @@ def _study():
 def test_committed_sweeps_are_the_study():
     from genrec.scaling.sweep import load_sweep
 
-    for name in ("cf_dim_ml100k", "cf_dim_ml1m"):
-        sw = load_sweep(REPO / "configs" / "sweeps" / f"{name}.yaml")
-        assert sw.name == name and len(sw.points) == 2 * 3 * 10 * 3
-        assert {(p.cfg.run.model, p.cfg.cf.directspec, p.cfg.cf.adap_tau) for p in sw.points} == {
-            (m, ds, at) for m in ("mf_bpr", "lightgcn") for ds, at in ((False, False), (True, False), (False, True))}
+    switches = ((False, False), (True, False), (False, True))
+    variants = {(m, ds, at) for m in ("mf_bpr", "lightgcn") for ds, at in switches}
+    grid = {"train.lr": [1e-2, 3e-3], "cf.reg": [0.0, 1e-4]}
+    for file, name, dims in (("cf_dim_ml100k", "cf_dim_ml100k_tuned", 10), ("cf_dim_ml1m", "cf_dim_ml1m_tuned", 10),
+                             ("cf_dim_ml100k_cpu", "cf_dim_ml100k_cpu", 6)):
+        sw = load_sweep(REPO / "configs" / "sweeps" / f"{file}.yaml")
+        assert sw.name == name and len(sw.points) == 2 * 3 * dims * 3
+        assert {(p.cfg.run.model, p.cfg.cf.directspec, p.cfg.cf.adap_tau) for p in sw.points} == variants
+        for p in sw.points:  # the stated grid and a budget that lets points converge
+            assert p.tune == {"grid": grid, "seed": 0, "metric": "ndcg@10"}
+            t = p.cfg.train
+            assert (t.epochs, t.eval_every, t.patience) == (100, 2, 10)
+    cpu = load_sweep(REPO / "configs" / "sweeps" / "cf_dim_ml100k_cpu.yaml")
+    assert sorted({p.cfg.cf.dim for p in cpu.points}) == [4, 16, 64, 256, 1024, 2048]
 
 
 def test_study_runs_resumes_plots_and_labels(tmp_path):
@@ -55,7 +65,41 @@ runs:
     assert study.main(argv) == 0 and len(read_rows(out)) == 12  # every point done: nothing runs again
     labels = json.loads((tmp_path / "cf_dim_toy_labels.json").read_text())
     assert set(labels) == {"mf_bpr/plain", "mf_bpr/adap_tau"}
-    for lab in labels.values():
-        assert lab["label"] in ("double-peak", "logarithmic", "saturating", "collapse")
+    for lab in labels.values():  # two seeds: no label, and the reason
+        assert lab["label"] is None and "fewer than 3 seeds" in lab["label_reason"]
+        assert lab["label_without_noise_test"] in ("double-peak", "logarithmic", "saturating", "collapse")
         assert lab["dims"] == [4, 8, 16] and lab["seeds"] == [2, 2, 2] and len(lab["sem"]) == 3
+        assert lab["converged_of"] == 6 and 0 <= lab["converged_share"] <= 1
     assert (tmp_path / "cf_dim_toy_ndcg.png").stat().st_size > 0 and (tmp_path / "cf_dim_toy_erank.png").exists()
+
+
+def test_labels_need_three_seeds_and_report_convergence(tmp_path):
+    """plot_dim_study on hand-written rows: a 3-seed curve is labelled (collapse: a large-d drop beyond
+    the t threshold), a curve with 2 seeds at one dim is not; converged shares per curve; tuning rows
+    (sweep <name>/tune) are left out."""
+    import csv
+
+    from genrec.scaling.dimstudy import plot_dim_study
+
+    rows = []
+    means = {4: 0.05, 16: 0.08, 64: 0.10, 256: 0.09, 1024: 0.06}
+    for variant, seeds in (("plain", 3), ("adap_tau", 3)):
+        for d, m in means.items():
+            n = 2 if variant == "adap_tau" and d == 64 else seeds
+            for s in range(n):
+                extra = {"item_erank": d / 2, "converged": not (variant == "plain" and d == 1024 and s == 0)}
+                rows.append({"status": "ok", "sweep": "toy", "model": "mf_bpr", "cf_variant": variant,
+                             "cf_dim": d, "ndcg@10": m + 0.001 * (s - 1), "dataset": "x", "extra": json.dumps(extra)})
+    rows.append({"status": "ok", "sweep": "toy/tune", "model": "mf_bpr", "cf_variant": "plain", "cf_dim": 4,
+                 "ndcg@10": 0.9, "dataset": "x", "extra": json.dumps({"converged": False})})
+    path = tmp_path / "toy.csv"
+    with open(path, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    labels = plot_dim_study(path)
+    plain, adap = labels["mf_bpr/plain"], labels["mf_bpr/adap_tau"]
+    assert plain["label"] == "collapse" and plain["seeds"] == [3] * 5 and plain["mean"][0] == pytest.approx(0.05)
+    assert (plain["converged"], plain["converged_of"], plain["converged_share"]) == (14, 15, round(14 / 15, 3))
+    assert adap["label"] is None and "min 2" in adap["label_reason"] and adap["converged_share"] == 1.0
+    assert json.loads((tmp_path / "toy_labels.json").read_text())["mf_bpr/plain"]["label"] == "collapse"

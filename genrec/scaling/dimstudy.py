@@ -3,7 +3,11 @@
 `plot_dim_study(csv)` writes next to the CSV (<stem> = its name without .csv): <stem>_ndcg.png
 (NDCG@10 vs dim, mean +- std over seeds), <stem>_erank.png (item effective rank vs dim) and
 <stem>_labels.json (curve labels from genrec.eval.spectrum.classify_curve with the seeds' standard
-errors, means, stds). The rows come from the sweeps configs/sweeps/cf_dim_ml100k.yaml / cf_dim_ml1m.yaml.
+errors and a Student t threshold for the seed count, means, stds, and the share of converged points).
+A curve is labelled only when it has >= MIN_SEEDS (3) seeds at every dim; otherwise its `label` is null
+and `label_reason` says why. Each curve's legend entry gives its share of converged points (the rows'
+`converged`, genrec.scaling.tune.converged). Tuning rows (sweep <name>/tune) are left out. The rows
+come from the sweeps configs/sweeps/cf_dim_ml100k.yaml / cf_dim_ml100k_cpu.yaml / cf_dim_ml1m.yaml.
 """
 from __future__ import annotations
 
@@ -14,6 +18,44 @@ from pathlib import Path
 import numpy as np
 
 COLORS = {"plain": "C0", "directspec": "C1", "adap_tau": "C2"}
+MIN_SEEDS = 3
+
+
+def converged_share(rows: list[dict], sweep: str) -> dict:
+    """{(model, variant): (converged points, points with a converged flag)} from ok rows."""
+    out: dict = defaultdict(lambda: [0, 0])
+    for r in rows:
+        if r.get("status") != "ok" or r.get("sweep") != sweep:
+            continue
+        flag = json.loads(r.get("extra") or "{}").get("converged")
+        if flag is None:
+            continue
+        c = out[(r["model"], r["cf_variant"])]
+        c[0] += bool(flag)
+        c[1] += 1
+    return {k: tuple(v) for k, v in out.items()}
+
+
+def curve_label(dims, by_dim: dict, conv: tuple | None) -> dict:
+    """The labels-json entry of one curve: label (or null with the reason), means, stds, sems, seeds."""
+    from genrec.eval.spectrum import classify_curve
+
+    seeds = [len(by_dim[d]) for d in dims]
+    mean = np.array([np.mean(by_dim[d]) for d in dims])
+    std = np.array([np.std(by_dim[d]) for d in dims])
+    sem = np.array([np.std(by_dim[d], ddof=1) / np.sqrt(len(by_dim[d])) if len(by_dim[d]) > 1 else 0.0
+                    for d in dims])  # standard error of each mean (0 with one seed)
+    entry = {"label": None, "label_reason": "", "label_without_noise_test": classify_curve(dims, mean)}
+    if min(seeds) < MIN_SEEDS:
+        entry["label_reason"] = f"fewer than {MIN_SEEDS} seeds at some dim (min {min(seeds)})"
+    else:
+        entry["label"] = classify_curve(dims, mean, sem=sem, n_seeds=seeds)
+        entry["label_reason"] = f"classify_curve with t threshold ({min(seeds)}+ seeds)"
+    entry.update(dims=[int(d) for d in dims], mean=[round(float(x), 5) for x in mean],
+                 std=[round(float(x), 5) for x in std], sem=[round(float(x), 5) for x in sem], seeds=seeds,
+                 converged=None if conv is None else conv[0], converged_of=None if conv is None else conv[1],
+                 converged_share=None if not conv or not conv[1] else round(conv[0] / conv[1], 3))
+    return entry
 
 
 def aggregate(rows: list[dict], metric: str, sweep: str) -> dict:
@@ -37,7 +79,6 @@ def plot_dim_study(csv_path: str | Path, out_dir: str | Path | None = None) -> d
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from genrec.eval.spectrum import classify_curve
     from genrec.scaling.leaderboard import read_rows
 
     rows = read_rows(csv_path)
@@ -45,6 +86,7 @@ def plot_dim_study(csv_path: str | Path, out_dir: str | Path | None = None) -> d
     out_dir = Path(out_dir or Path(csv_path).parent)
     dataset = next((r["dataset"] for r in rows if r.get("sweep") == stem and r.get("dataset")), "?")
     labels: dict = {}
+    conv = converged_share(rows, stem)
     for metric, fname, ylabel in (("ndcg@10", f"{stem}_ndcg.png", "NDCG@10 (test)"),
                                   ("item_erank", f"{stem}_erank.png", "item effective rank")):
         agg = aggregate(rows, metric, stem)
@@ -55,18 +97,13 @@ def plot_dim_study(csv_path: str | Path, out_dir: str | Path | None = None) -> d
             dims = np.array(sorted(by_dim))
             mean = np.array([np.mean(by_dim[d]) for d in dims])
             std = np.array([np.std(by_dim[d]) for d in dims])
+            share = conv.get((model, variant))
+            tag = f" (conv {share[0]}/{share[1]})" if share and metric == "ndcg@10" else ""
             ax.errorbar(dims, mean, yerr=std, marker="o" if model == "mf_bpr" else "s", ms=3, capsize=2,
-                        label=f"{model} / {variant}", ls="-" if model == "mf_bpr" else "--",
+                        label=f"{model} / {variant}{tag}", ls="-" if model == "mf_bpr" else "--",
                         color=COLORS.get(variant, "k"))
             if metric == "ndcg@10" and len(dims) >= 3:
-                sem = np.array([np.std(by_dim[d], ddof=1) / np.sqrt(len(by_dim[d])) if len(by_dim[d]) > 1 else 0.0
-                                for d in dims])  # standard error of each mean (0 with one seed)
-                labels[f"{model}/{variant}"] = {
-                    "label": classify_curve(dims, mean, sem=sem),
-                    "label_without_noise_test": classify_curve(dims, mean), "dims": dims.tolist(),
-                    "mean": [round(float(x), 5) for x in mean], "std": [round(float(x), 5) for x in std],
-                    "sem": [round(float(x), 5) for x in sem],
-                    "seeds": [len(by_dim[d]) for d in dims]}
+                labels[f"{model}/{variant}"] = curve_label(dims, by_dim, share)
         if metric == "item_erank":
             lim = np.array(sorted({d for v in agg.values() for d in v}))
             ax.plot(lim, lim, color="grey", lw=0.8, ls=":", label="erank = dim")
@@ -83,7 +120,9 @@ def plot_dim_study(csv_path: str | Path, out_dir: str | Path | None = None) -> d
         print(out_dir / fname)
     (out_dir / f"{stem}_labels.json").write_text(json.dumps(labels, indent=1))
     for k, v in labels.items():
-        print(f"{k:28s} {v['label']:12s} " + " ".join(f"{d}:{m:.4f}" for d, m in zip(v["dims"], v["mean"])))
+        share = "" if v["converged_share"] is None else f"conv {v['converged']}/{v['converged_of']} "
+        points = " ".join(f"{d}:{m:.4f}" for d, m in zip(v["dims"], v["mean"]))
+        print(f"{k:28s} {str(v['label']):12s} {share}{points}")
     return labels
 
 
