@@ -201,7 +201,10 @@ def build_parser() -> argparse.ArgumentParser:
 def setup_logging(verbose: bool = False) -> None:
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
-    for noisy in ("httpx", "urllib3", "filelock", "huggingface_hub", "sentence_transformers", "accelerate"):
+    # libraries' routine lines (faiss loader probing, accelerate checkpoints) stay below the console; with -v
+    # only genrec's own DEBUG lines are added
+    for noisy in ("httpx", "urllib3", "filelock", "huggingface_hub", "sentence_transformers", "accelerate", "faiss",
+                  "torch.distributed", "tensorboard"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 

@@ -376,7 +376,7 @@ def _save_state_atomic(acc, ckpt: Path) -> None:
         shutil.rmtree(tmp, ignore_errors=True)
     acc.wait_for_everyone()
     if sharded or acc.is_main_process:
-        acc.save_state(str(tmp))
+        acc.save_state(str(tmp), safe_serialization=False)  # torch.save keeps tied weights without notices
     acc.wait_for_everyone()
     if acc.is_main_process:
         if ckpt.exists():
