@@ -119,7 +119,7 @@ class TrainConfig:
     progress: bool = True
     include_valid: bool = False  # the validation item is a training target (fixed epochs: needs patience 0)
     refit: bool = False  # after early stopping, retrain on train + validation for the best epoch count
-    trackers: list[str] = field(default_factory=lambda: ["tensorboard"])  # accelerate trackers (tensorboard, wandb, mlflow); [] = off
+    trackers: list[str] = field(default_factory=lambda: ["tensorboard"])  # tensorboard, wandb, mlflow; [] = off
     log_every: int = 50  # optimiser steps between logged loss / learning-rate scalars (0 = per epoch only)
 
     def __post_init__(self):
