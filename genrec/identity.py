@@ -18,7 +18,8 @@ from genrec.config import Config, to_dict
 
 
 # Settings that never change a result (paths, labels, speed knobs): left out of every config identity.
-NOT_RESULT_KEYS = {"run": ("output_dir", "leaderboard", "name", "device"), "train": ("progress", "num_workers"),
+NOT_RESULT_KEYS = {"run": ("output_dir", "leaderboard", "name", "device"),
+                   "train": ("progress", "num_workers", "trackers", "log_every"),
                    "encoder": ("device", "threads", "batch_size")}
 
 
