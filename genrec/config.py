@@ -105,6 +105,7 @@ class EncoderConfig:
 class TrainConfig:
     epochs: int = 10
     max_steps: int = 0  # stop after this many optimiser steps (0 = no limit)
+    max_time_s: float = 0.0  # stop after the epoch in which training time (validation excluded) reaches this (0 = off)
     batch_size: int = 256
     lr: float = 1e-3
     weight_decay: float = 0.0

@@ -253,9 +253,13 @@ def train_loop(
             log.info("%s epoch %d: %s", desc, epoch,
                      ", ".join(f"{k}={v:.4g}" for k, v in rec.items() if k != "epoch"))
         lp.res.epochs_run = epoch + 1
-        done = stop or epoch + 1 >= cfg_train.epochs or lp.res.steps >= max_steps
+        timed_out = cfg_train.max_time_s > 0 and broadcast_value(acc, lp.res.train_time_s) >= cfg_train.max_time_s
+        done = stop or timed_out or epoch + 1 >= cfg_train.epochs or lp.res.steps >= max_steps
         if cfg_train.checkpoint_every and ((epoch + 1) % cfg_train.checkpoint_every == 0 or done):
             _checkpoint(lp, epoch, done)
+        if timed_out and not stop:
+            rec["stopped"] = "max_time_s"
+            break
         if stop:
             if acc.is_main_process:
                 log.debug("%s: early stop at epoch %d (best %.4f at epoch %d)", desc, epoch,

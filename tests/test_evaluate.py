@@ -128,3 +128,9 @@ def test_exclude_window_masks_only_the_last_items():
     full = evaluate(Fixed(), ev, 6, [1])  # 0, 1, 2 masked: item 3 is first
     window = evaluate(Fixed(), ev, 6, [1], exclude_window=1)  # only item 2 masked: item 0 is first
     assert full["recall@1"] == 1.0 and window["recall@1"] == 0.0 and window["exclude_window"] == 1
+
+
+def test_max_time_s_stops_training_after_the_epoch_that_reaches_it(make_cfg):
+    cfg = make_cfg("run.family=cf", "run.model=mf_bpr", "cf.dim=8", "train.epochs=5", "train.max_time_s=1e-9",
+                   "train.checkpoint_every=0")
+    assert run_point(cfg)["extra"]["epochs_run"] == 1
