@@ -124,7 +124,7 @@ def cmd_leaderboard(args) -> int:
 def cmd_plot(args) -> int:
     from genrec.scaling.plots import plot_file
 
-    for p in plot_file(args.file, out_dir=args.out, metric=args.metric):
+    for p in plot_file(args.file, out_dir=args.out, metric=args.metric, x=args.x):
         print(p)
     return 0
 
@@ -190,10 +190,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--metric", default="ndcg@10")
     p.add_argument("--group", default="", help="comma-separated columns to group by (default: all axes)")
     p.set_defaults(fn=cmd_leaderboard)
-    p = sub.add_parser("plot", help="draw metric-vs-size curves per family and axis to PNG")
+    p = sub.add_parser("plot", help="draw metric-vs-size (or vs training FLOPs) curves to PNG")
     p.add_argument("file")
     p.add_argument("--out", default="", help="output folder (default: next to the CSV)")
     p.add_argument("--metric", default="recall@10")
+    p.add_argument("--x", choices=("params", "flops"), default="params",
+                   help="x axis: params (per family and axis, with power-law fits) or flops (training FLOPs, "
+                        "log scale, every family in one panel with the compute frontier: <stem>_flops.png)")
     p.set_defaults(fn=cmd_plot)
     return ap
 

@@ -153,3 +153,71 @@ def test_plot_without_axes_is_a_bar_chart(tmp_path):
         empty = tmp_path / "empty.csv"
         append_row(empty, _row(["run.family=cf"], 0.1, status="failed"))
         plot_file(empty)
+
+
+def _compute_row(overrides, recall, flops, params=1e5, seed=0, point=""):
+    cfg = load_config([], ["data.source=synthetic", f"run.seed={seed}", *overrides])
+    params = {"params_non_embedding": params, "params_total": params}
+    if flops is not None:
+        params["train_flops"] = flops
+    res = {"run_id": f"{point}-{seed}", "metrics": {"recall@10": recall}, "params": params,
+           "data": {"name": "synthetic"}}
+    return make_row(cfg, res, sweep="t", point=point)
+
+
+@pytest.fixture
+def compute_csv(tmp_path):
+    """Popularity (no training), an MF dimension pair, a SID size ladder (2 seeds), an LLM, an old row."""
+    path = tmp_path / "compute.csv"
+    append_row(path, _compute_row(["run.family=baseline", "run.model=popularity"], 0.05, 0.0, 0, point="pop"))
+    for dim, flops, y in ((32, 5e11, 0.09), (64, 2e12, 0.10)):
+        append_row(path, _compute_row(["run.family=cf", "run.model=mf_bpr", f"cf.dim={dim}"], y, flops,
+                                      point=f"mf{dim}"))
+    for (layers, width, n), flops, y in zip(LADDER[:3], (1e12, 4e12, 1.6e13), (0.08, 0.11, 0.12)):
+        for seed in (0, 1):
+            append_row(path, _compute_row(["run.family=sid", "run.model=tiger", f"sid_model.num_layers={layers}",
+                                           f"sid_model.d_model={width}"], y + (0.002 if seed else -0.002), flops,
+                                          n, seed, point=f"L{layers}"))
+    append_row(path, _compute_row(["run.family=llm", "run.model=lora"], 0.03, 1e14, 1e8, point="llm"))
+    append_row(path, _compute_row(["run.family=cf", "run.model=mf_bpr", "cf.dim=128"], 0.5, None, point="old"))
+    return path
+
+
+def test_compute_frontier_names_the_family_at_each_step(compute_csv):
+    from genrec.scaling.leaderboard import read_rows
+    from genrec.scaling.plots import compute_frontier
+
+    steps = compute_frontier(read_rows(compute_csv), "recall@10")
+    assert [(s["family"], s["point"]) for s in steps] == [("baseline", "pop"), ("cf", "mf32"), ("cf", "mf64"),
+                                                         ("sid", "L2"), ("sid", "L4")]
+    assert [s["flops"] for s in steps] == [0.0, 5e11, 2e12, 4e12, 1.6e13]
+    assert [s["value"] for s in steps] == pytest.approx([0.05, 0.09, 0.10, 0.11, 0.12])  # seed means
+    assert all(a["value"] < b["value"] for a, b in zip(steps, steps[1:]))  # never worse with more compute
+
+
+def test_plot_against_training_flops(compute_csv, tmp_path, capsys):
+    summary = []
+    out = tmp_path / "plots"
+    paths = plot_file(compute_csv, out_dir=out, summary=summary, x="flops")
+    assert paths == [str(out / "compute_flops.png")]
+    png = (out / "compute_flops.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
+    (panel,) = summary
+    legend = panel["legend"]
+    assert {"sid/tiger", "cf/mf_bpr", "llm/lora"} <= set(legend)  # a size ladder or a cf_dim ladder is one line
+    assert "baseline/popularity (no training)" in legend and any(t.startswith("frontier") for t in legend)
+    assert [s["family"] for s in panel["frontier"]] == ["baseline", "cf", "cf", "sid", "sid"]
+    assert panel["left_out"] == 1 and "training compute" in panel["title"]
+    assert cli_main(["plot", str(compute_csv), "--x", "flops", "--out", str(out)]) == 0
+    assert capsys.readouterr().out.strip() == str(out / "compute_flops.png")
+    assert cli_main(["plot", str(compute_csv), "--out", str(out)]) == 0  # --x params: the size panels
+    assert (out / "compute.png").exists()
+    with pytest.raises(ConfigError, match="--x"):
+        plot_file(compute_csv, x="tokens")
+
+
+def test_flops_plot_needs_train_flops(tmp_path):
+    path = tmp_path / "old.csv"
+    append_row(path, _compute_row(["run.family=cf", "run.model=mf_bpr"], 0.1, None, point="old"))
+    with pytest.raises(ConfigError, match="train_flops"):
+        plot_file(path, x="flops")

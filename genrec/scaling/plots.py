@@ -9,6 +9,13 @@ is drawn where a line has >= 4 sizes *and* the fit pins every parameter; a fit t
 gets a note on the panel instead of a curve. All fits, identified or not, go to `<stem>_fits.json`.
 With several panels each also gets its own `<stem>_<family>_<axis>.png`. A file where no axis varies
 (the quickstart) gets a bar chart of the metric per configuration instead.
+
+`genrec plot FILE --x flops` draws the metric against training compute instead (`train_flops`, genrec.compute;
+log x) in `<stem>_flops.png`: one line per family and configuration line (configurations that differ only
+in numeric sizes are one line), every family in one panel, and the compute frontier (`compute_frontier`): the best
+metric reached at or below each compute budget, a step line over all families. Configurations without
+training (baselines, 0 FLOPs) are horizontal reference lines; rows without a `train_flops` value (written
+before compute accounting) are left out and counted in the summary.
 """
 from __future__ import annotations
 
@@ -19,11 +26,14 @@ from pathlib import Path
 import numpy as np
 
 from genrec.errors import ConfigError
-from genrec.scaling.curves import X_PARAMS, curves, describe, group_rows, ok_rows, panels
+from genrec.scaling.curves import (CONTEXT_COLS, X_PARAMS, axis_cols, curves, describe, group_rows, num, ok_rows,
+                                   numeric_axes, panels, size_axes)
 from genrec.scaling.leaderboard import read_rows
 from genrec.scaling.report import check_metric
 
 FAMILIES = ("baseline", "cf", "sid", "llm")
+X_FLOPS = "train_flops"
+X_CHOICES = {"params": X_PARAMS, "flops": X_FLOPS}
 
 
 def _plt():
@@ -151,11 +161,16 @@ def _save(plt, pans, metric: str, path: Path, cols: int) -> list[dict]:
 
 
 def plot_file(file: str | Path, out_dir: str | Path = "", metric: str = "recall@10", sweep: str = "",
-              n_boot: int = 200, summary: list | None = None) -> list[str]:
+              n_boot: int = 200, summary: list | None = None, x: str = "params") -> list[str]:
     """Draw the curves of a leaderboard CSV; returns the PNG paths written (fits go to <stem>_fits.json).
 
-    summary: a list that receives one dict per panel drawn (title, fit curves drawn, notes, legend).
+    x: "params" (metric vs size per family and axis) or "flops" (metric vs training FLOPs, all families
+    in one panel with the compute frontier; see plot_flops).
+    summary: a list that receives one dict per panel drawn (title, fit curves drawn, notes, legend; with
+    x="flops" also the frontier steps).
     """
+    if x not in X_CHOICES:
+        raise ConfigError(f"--x: {x!r} is not one of {sorted(X_CHOICES)}")
     file = Path(file)
     if not file.exists():
         raise ConfigError(f"leaderboard file not found: {file}")
@@ -167,6 +182,8 @@ def plot_file(file: str | Path, out_dir: str | Path = "", metric: str = "recall@
     out = Path(out_dir) if out_dir else file.parent
     out.mkdir(parents=True, exist_ok=True)
     plt, stem = _plt(), file.stem
+    if x == "flops":
+        return [plot_flops(plt, rows, metric, out / f"{stem}_flops.png", summary)]
     pans = [(fam, x, fr, curves(fr, metric, x, n_boot=n_boot)) for fam, x, fr in panels(rows, metric)]
     if not pans:
         p = out / f"{stem}.png"
@@ -185,3 +202,94 @@ def plot_file(file: str | Path, out_dir: str | Path = "", metric: str = "recall@
     if fits:
         (out / f"{stem}_fits.json").write_text(json.dumps(fits, indent=1))
     return paths
+
+
+# ----------------------------------------------------------------------------- metric vs training compute
+
+
+def _flops_line(row: dict, ladder: set[str], vary: list[str]) -> str:
+    """A row's line in the FLOPs plot: family/model and the varying axes that are not numeric steps."""
+    parts = [f"{row.get('family', '')}/{row.get('model', '')}"]
+    return " ".join(parts + [f"{c}={row.get(c, '')}" for c in vary if c not in ladder])
+
+
+def flops_configs(rows: list[dict], metric: str) -> list[dict]:
+    """One dict per configuration (mean over seeds) with a training-FLOPs value: line, family, model, point,
+    flops, value, std. Within a family, configurations that differ only in numeric sizes or values (a layer x
+    width ladder, cf_dim) are one line; a categorical axis (encoder, an LLM's name) splits lines."""
+    out = []
+    for fam in sorted({r.get("family", "") for r in rows}):
+        fr = [r for r in rows if r.get("family", "") == fam]
+        vary = [c for c in axis_cols() + CONTEXT_COLS
+                if c not in ("family", "model") and len({r.get(c, "") for r in fr}) > 1]
+        ladder = {c for c in size_axes() | numeric_axes()
+                  if all(math.isfinite(num(r.get(c))) for r in fr if r.get(c, "") != "")}
+        for g in group_rows(fr):
+            r0 = g.rows[0]
+            out.append({"line": _flops_line(r0, ladder, vary), "family": fam, "model": r0.get("model", ""),
+                        "point": r0.get("point", ""), "flops": g.mean(X_FLOPS), "value": g.mean(metric),
+                        "std": g.std(metric) if len(g.rows) > 1 else 0.0})
+    return out
+
+
+def compute_frontier(rows: list[dict], metric: str) -> list[dict]:
+    """The compute frontier of leaderboard rows: the best `metric` (mean over seeds of a configuration)
+    reached at or below each training-compute budget. Returns its steps in order of compute, one per
+    configuration that beats every cheaper one: {flops, value, family, model, point, line}. Rows without
+    a finite train_flops are left out; 0 FLOPs (no training) is a budget like any other."""
+    configs = [c for c in flops_configs(rows, metric) if math.isfinite(c["flops"]) and c["flops"] >= 0
+               and math.isfinite(c["value"])]
+    configs.sort(key=lambda c: (c["flops"], -c["value"]))
+    steps, best = [], -math.inf
+    for c in configs:
+        if c["value"] > best:
+            best = c["value"]
+            steps.append({k: c[k] for k in ("flops", "value", "family", "model", "point", "line")})
+    return steps
+
+
+def _draw_frontier(ax, steps: list[dict], left: float, right: float) -> None:
+    xs = [max(s["flops"], left) for s in steps] + [right]
+    ys = [s["value"] for s in steps] + [steps[-1]["value"]]
+    ax.step(xs, ys, where="post", color="k", lw=2.2, alpha=0.35, zorder=1, label="frontier (best at <= budget)")
+    for s, x in zip(steps, xs):
+        ax.annotate(s["family"], (x, s["value"]), textcoords="offset points", xytext=(3, 4), fontsize=7)
+
+
+def plot_flops(plt, rows: list[dict], metric: str, path: Path, summary: list | None = None) -> str:
+    """Metric vs training FLOPs (log x), one line per family/configuration line, and the frontier."""
+    configs = [c for c in flops_configs(rows, metric) if math.isfinite(c["flops"]) and math.isfinite(c["value"])]
+    if not configs:
+        raise ConfigError(f"no ok rows with both {metric} and {X_FLOPS} (rows written before compute "
+                          f"accounting have no train_flops: rerun them)")
+    trained = [c for c in configs if c["flops"] > 0]
+    lo = min((c["flops"] for c in trained), default=1.0)
+    hi = max((c["flops"] for c in trained), default=10.0)
+    fig, ax = plt.subplots(figsize=(8, 5.2))
+    lines: dict[str, list[dict]] = {}
+    for c in trained:
+        lines.setdefault(c["line"], []).append(c)
+    for i, (label, cs) in enumerate(sorted(lines.items())):
+        cs.sort(key=lambda c: c["flops"])
+        ax.errorbar([c["flops"] for c in cs], [c["value"] for c in cs], yerr=[c["std"] for c in cs], marker="o",
+                    ms=4, capsize=2, color=f"C{i % 10}", label=label)
+    for c in configs:
+        if c["flops"] == 0:
+            ax.axhline(c["value"], color="0.5", ls=":", lw=1, label=f"{c['line']} (no training)")
+    steps = compute_frontier(rows, metric)
+    _draw_frontier(ax, steps, lo / 2, hi * 2)
+    ax.set_xscale("log")
+    ax.set_xlim(lo / 2, hi * 2)
+    ax.set_xlabel("training compute (FLOPs, analytic: genrec.compute)")
+    ax.set_ylabel(f"{metric} (mean +- std over seeds)")
+    title = f"{metric} vs training compute\n{describe(rows)}"
+    ax.set_title(title, fontsize=9)
+    ax.grid(alpha=0.3, which="both")
+    legend = ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    if summary is not None:
+        summary.append({"title": title, "legend": [t.get_text() for t in legend.texts], "frontier": steps,
+                        "left_out": len(rows) - sum(math.isfinite(num(r.get(X_FLOPS))) for r in rows)})
+    return str(path)
