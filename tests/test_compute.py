@@ -104,3 +104,19 @@ def test_rows_record_compute(make_cfg):
     assert res["extra"]["train_examples"] == res["train_tokens"] > 0
     assert res["train_flops"] == 6 * 8 * 2 * res["train_tokens"]
     assert make_row(cfg, res)["train_flops"] == res["train_flops"]
+
+
+def test_sequence_model_counts_feed_train_compute():
+    """The SID / LLM families' keys (genrec.models.sid.data.TokenCount, genrec.models.llm.family.compute_counts):
+    train_tokens with the attention term, no CF keys."""
+    from types import SimpleNamespace
+
+    from genrec.models.sid.data import TokenCount
+
+    count = TokenCount(SimpleNamespace(n_levels=3, user_tokens=0, arch="decoder_only", num_layers=2,
+                                       num_decoder_layers=0, num_heads=4, d_kv=8))
+    count.add((torch.tensor([0]), torch.tensor([[-1, 1, 2]])))  # BOS + 2 items x 3 tokens: 7 positions
+    extra = count.extra()
+    assert extra == {"train_tokens": 7, "n_layers": 2, "context": 4.0, "d_attn": 32}  # (1 + ... + 7) / 7
+    out = train_compute(extra, {"params_non_embedding": 1000})
+    assert out == {"train_tokens": 7, "train_flops": 6 * 1000 * 7 + 6 * 2 * 4.0 * 32 * 7}
