@@ -160,3 +160,13 @@ def test_pad_left():
 
     out = pad_left([np.array([5, 6, 7]), np.array([], dtype=np.int64), np.array([1])], 2)
     assert out.tolist() == [[7, 8], [0, 0], [0, 2]]
+
+
+def test_sampled_softmax_negatives_per_position(synth):
+    data, split, _ = synth
+    cfg = load_config([], ["cf.loss=sampled_softmax", "cf.num_negatives=7", "cf.shared_negatives=false"])
+    m = build_model("sasrec", cfg.cf, data.n_users, data.n_items, seed=0)
+    m.prepare(split)
+    b = next(iter(m.batches(0, 16)))
+    assert b["neg"].shape == (*b["seq"].shape[:1], b["seq"].shape[1] - 1, 7)
+    assert torch.isfinite(m(b))

@@ -186,6 +186,8 @@ class CFModel(HubMixin, nn.Module):
                 s_neg = s_neg.masked_fill(neg[None, :] == pos[:, None], float("-inf"))
             else:
                 s_neg = (self.pair_dots(u_raw, n_raw) * t_col).float()
+                if c.loss == "sampled_softmax":  # a negative equal to the positive is not a negative
+                    s_neg = s_neg.masked_fill(neg == pos[:, None], float("-inf"))
                 reg_rows.append(n_raw.reshape(-1, n_raw.shape[-1]))
             per = ranking_loss(s_pos, s_neg, c.loss)
         if self.adap is not None and users is not None and self.training:

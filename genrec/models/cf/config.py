@@ -15,7 +15,8 @@ from typing import Literal
 class CFConfig:
     dim: int = 64  # embedding width (total over all sets when num_embeddings > 1)
     loss: Literal["bpr", "bce", "sampled_softmax", "softmax"] = "bpr"
-    num_negatives: int = 1  # per positive for bpr/bce; shared per batch for sampled_softmax
+    num_negatives: int = 1  # per positive for bpr/bce; shared per batch for sampled_softmax (see shared_negatives)
+    shared_negatives: bool = True  # sampled_softmax: one draw of negatives for the whole batch (False: per position)
     layers: int = 2  # LightGCN / SGL propagation layers; SASRec blocks
     heads: int = 1  # SASRec attention heads
     dropout: float = 0.2  # SASRec / NeuMF dropout

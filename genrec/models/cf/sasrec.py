@@ -132,7 +132,7 @@ class SASRec(CFModel):
             idx = perm[s:s + batch_size]
             seq = self._seqs[idx, self._seqs.shape[1] - int(self._lens[idx].max()):]
             b = {"seq": seq}
-            if c.loss == "sampled_softmax":
+            if c.loss == "sampled_softmax" and c.shared_negatives:
                 b["neg"] = torch.randint(0, self.n_items, (c.num_negatives,), generator=gen)
             elif c.loss != "softmax":
                 b["neg"] = torch.randint(0, self.n_items, (*seq.shape[:1], seq.shape[1] - 1, c.num_negatives),
