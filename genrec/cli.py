@@ -19,6 +19,12 @@ def _config_args(p: argparse.ArgumentParser) -> None:
                    help="override a config value, e.g. --set train.lr=1e-3 (repeatable)")
 
 
+def _row_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--leaderboard", default="", help="CSV to append the row to (default: the config's "
+                   "run.leaderboard; 'none' = no row)")
+    p.add_argument("--force", action="store_true", help="run even if the leaderboard has a row for this run id")
+
+
 def cmd_run(args) -> int:
     from genrec.config import load_config
 
@@ -153,8 +159,7 @@ def build_parser() -> argparse.ArgumentParser:
                        epilog="example: genrec run -c configs/data/ml-100k.yaml -c configs/cf/mf_bpr.yaml "
                               "--set cf.dim=128")
     _config_args(p)
-    p.add_argument("--leaderboard", default="", help="CSV to append to (default: run.leaderboard; 'none' = off)")
-    p.add_argument("--force", action="store_true", help="run even if the leaderboard has a row for this run id")
+    _row_args(p)
     p.set_defaults(fn=cmd_run)
     p = sub.add_parser("eval", help="re-evaluate a trained run folder (other users, K, beams, split); no training",
                        formatter_class=ex, epilog="example: genrec eval runs/3f2a9c1b7d4e --set eval.split=valid "
@@ -162,8 +167,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run_dir", help="a run folder (genrec run prints it)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="eval.* or decode.* override (repeatable)")
-    p.add_argument("--leaderboard", default="", help="CSV to append to (default: the run's run.leaderboard)")
-    p.add_argument("--force", action="store_true", help="evaluate even if this run id has a row")
+    _row_args(p)
     p.set_defaults(fn=cmd_eval)
     p = sub.add_parser("config", help="print the resolved config (defaults + files + --set) as YAML",
                        formatter_class=ex, epilog="example: genrec config -c configs/runs/sid-ml1m-tiger.yaml "
