@@ -71,8 +71,8 @@ class PrecisionLog:
 
         self.module, self.original, self.seen = train, train.make_accelerator, []
 
-        def wrapped(cfg_train, device):
-            acc = self.original(cfg_train, device)
+        def wrapped(*args, **kwargs):
+            acc = self.original(*args, **kwargs)
             mp = str(acc.mixed_precision)
             if mp not in self.seen:
                 self.seen.append(mp)
