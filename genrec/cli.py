@@ -174,11 +174,13 @@ def build_parser() -> argparse.ArgumentParser:
                                                   "--set decode.num_beams=10")
     _config_args(p)
     p.set_defaults(fn=cmd_config)
-    p = sub.add_parser("data", help="load a dataset and print counts and split fingerprints")
+    p = sub.add_parser("data", help="load a dataset and print counts and split fingerprints", formatter_class=ex,
+                       epilog="example: genrec data ml-1m")
     p.add_argument("name", nargs="?", default="", help="ml-100k, ml-1m, synthetic, ...")
     _config_args(p)
     p.set_defaults(fn=cmd_data)
-    p = sub.add_parser("encode", help="encode item texts with the frozen encoder (cached)")
+    p = sub.add_parser("encode", help="encode item texts with the frozen encoder (cached)", formatter_class=ex,
+                       epilog="example: genrec encode -c configs/data/ml-1m.yaml -c configs/encoder/mpnet-base.yaml")
     _config_args(p)
     p.set_defaults(fn=cmd_encode)
     p = sub.add_parser("sweep", help="run a scaling sweep (configs/sweeps/*.yaml); rows into runs/<sweep>.csv",
@@ -187,14 +189,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     sweep_parser(p)
     p.set_defaults(fn=cmd_sweep)
-    sub.add_parser("tokenize", help="train (or load cached) a SID tokenizer and print its stats "
+    sub.add_parser("tokenize", help="train (or load cached) a SID tokenizer and print its stats (genrec tokenize -h) "
                    "(-c/--set as for run; --save tokenizers/NAME, --no-cache)")
-    p = sub.add_parser("leaderboard", help="print a ranked table (mean +- std over seeds)")
+    p = sub.add_parser("leaderboard", help="print a ranked table (mean +- std over seeds)", formatter_class=ex,
+                       epilog="example: genrec leaderboard benchmarks/results/quickstart.csv --metric ndcg@10")
     p.add_argument("file")
     p.add_argument("--metric", default="ndcg@10")
     p.add_argument("--group", default="", help="comma-separated columns to group by (default: all axes)")
     p.set_defaults(fn=cmd_leaderboard)
-    p = sub.add_parser("plot", help="draw metric-vs-size (or vs training FLOPs) curves to PNG")
+    p = sub.add_parser("plot", help="draw metric-vs-size (or vs training FLOPs) curves to PNG", formatter_class=ex,
+                       epilog="example: genrec plot benchmarks/results/recsize_ml1m.csv --x flops")
     p.add_argument("file")
     p.add_argument("--out", default="", help="output folder (default: next to the CSV)")
     p.add_argument("--metric", default="recall@10")

@@ -58,5 +58,5 @@ def test_config_and_version():
     cfg = yaml.safe_load(out)
     assert cfg["cf"]["dim"] == 32 and cfg["run"]["family"] == "cf" and "decode" in cfg
     assert _cli("--version").stdout.startswith("genrec ")
-    for sub in ("run", "eval", "config", "sweep"):
+    for sub in ("run", "eval", "config", "sweep", "data", "encode", "tokenize", "leaderboard", "plot"):
         assert "example:" in _cli(sub, "--help").stdout, sub

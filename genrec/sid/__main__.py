@@ -38,7 +38,10 @@ def check_save_target(dest: Path, overwrite: bool) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m genrec.sid", description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(prog="genrec tokenize", description=__doc__.splitlines()[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter,
+                                 epilog="example: genrec tokenize -c configs/data/ml-1m.yaml -c configs/encoder/mpnet-base.yaml "
+                                        "-c configs/sid/rqvae-3x256.yaml --save tokenizers/my-tokenizer")
     ap.add_argument("-c", "--config", action="append", default=[], help="YAML config (repeatable, merged in order)")
     ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     ap.add_argument("--save", default="", help="also copy the tokenizer folder here (e.g. tokenizers/NAME)")
