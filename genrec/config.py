@@ -184,14 +184,13 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
         for a in args:
             if a is type(None) and value is None:
                 return None
-        errors = []
         for a in args:
             if a is type(None):
                 continue
             try:
                 return _coerce(value, a, where)
-            except ConfigError as e:
-                errors.append(str(e))
+            except ConfigError:
+                pass
         raise ConfigError(f"{where}: {value!r} is not a {_type_name(tp)}")
     if origin is Literal:
         if isinstance(value, bool):  # YAML 1.1 reads a bare no/off/yes/on as a boolean

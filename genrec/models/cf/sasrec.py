@@ -22,19 +22,13 @@ from torch import nn
 from genrec.errors import ConfigError
 from genrec.models.cf.base import CFModel
 from genrec.models.cf.registry import register
+from genrec.windows import last_items
 
 
 def pad_left(histories, length: int) -> np.ndarray:
-    """Last `length` items of each history, shifted by +1, left-padded with 0: int64 [B, length] (vectorised)."""
-    lens = np.fromiter((len(h) for h in histories), dtype=np.int64, count=len(histories))
-    if len(histories) == 0:
-        return np.zeros((0, length), dtype=np.int64)
-    flat = np.concatenate([np.asarray(h, dtype=np.int64) for h in histories]) if lens.sum() else np.zeros(1, np.int64)
-    ends = np.cumsum(lens)
-    starts = ends - lens
-    idx = ends[:, None] - length + np.arange(length)[None, :]
-    valid = idx >= starts[:, None]
-    return np.where(valid, flat[np.clip(idx, 0, max(len(flat) - 1, 0))] + 1, 0)
+    """Last `length` items of each history, shifted by +1, left-padded with 0: int64 [B, length]
+    (genrec.windows, the one windowing helper; 0 is SASRec's padding id)."""
+    return last_items(histories, length, pad=-1, trim=False) + 1
 
 
 class Block(nn.Module):
