@@ -40,6 +40,7 @@ def test_committed_sweeps_are_the_study():
     assert sorted({p.cfg.cf.dim for p in cpu.points}) == [4, 16, 64, 256, 1024, 2048]
 
 
+@pytest.mark.slow
 def test_study_runs_resumes_plots_and_labels(tmp_path):
     from genrec.scaling.leaderboard import read_rows
 

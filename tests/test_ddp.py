@@ -79,6 +79,7 @@ def test_shard_batches_equal_counts():
     assert list(shard_batches(iter(range(3)), 0, 1)) == [0, 1, 2]
 
 
+@pytest.mark.slow
 def test_two_process_point_matches_one_process(tmp_path):
     from genrec.pipeline import run_point
     from genrec.config import load_config

@@ -153,6 +153,7 @@ def fake_hub_snapshot(cache: Path, repo_id: str, run_dir: Path, allow: list[str]
     (repo / "refs" / "main").write_text(sha)
 
 
+@pytest.mark.slow
 def test_push_run_and_load_from_hub_snapshot(make_cfg, monkeypatch, tmp_path):
     import huggingface_hub
     from huggingface_hub import HfApi
@@ -182,6 +183,7 @@ def test_push_run_and_load_from_hub_snapshot(make_cfg, monkeypatch, tmp_path):
         load_run("me/not-there")
 
 
+@pytest.mark.slow
 def test_sid_decoder_only_run_loads_and_tokenizer_pushes(make_cfg, monkeypatch):
     from huggingface_hub import HfApi
 
@@ -200,6 +202,7 @@ def test_sid_decoder_only_run_loads_and_tokenizer_pushes(make_cfg, monkeypatch):
     assert pushed["repo"] == "me/sid-tok" and {"config.json", "codes.safetensors", "README.md"} <= set(pushed["files"])
 
 
+@pytest.mark.slow
 def test_llm_run_loads(make_cfg, monkeypatch, tmp_path):
     from genrec.config import load_config
     from genrec.data import load_data

@@ -35,6 +35,7 @@ def _run(make_cfg, tiny_folder, *extra):
 
 @pytest.mark.parametrize("variant,mode", [("plain", "single"), ("cf_inject", "single"), ("plain", "packed"),
                                           ("cf_inject", "packed")])
+@pytest.mark.slow
 def test_family_runs_and_outputs_valid_items(make_cfg, tiny_folder, variant, mode):
     cfg, res = _run(make_cfg, tiny_folder, f"llm.variant={variant}", f"llm.train_mode={mode}")
     m, ex, p = res["metrics"], res["extra"], res["params"]
@@ -60,6 +61,7 @@ def test_family_runs_and_outputs_valid_items(make_cfg, tiny_folder, variant, mod
     assert (rec.projector is not None) == (variant == "cf_inject")
 
 
+@pytest.mark.slow
 def test_rerun_resumes_finished_training(make_cfg, tiny_folder):
     _, first = _run(make_cfg, tiny_folder)
     _, again = _run(make_cfg, tiny_folder)

@@ -29,6 +29,7 @@ def tiny_folder(tmp_path_factory):
     return make_tiny_llm(tmp_path_factory.mktemp("tiny"), list(data.item_titles) + prompt_words())
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mode,history", [("single", "both"), ("packed", "sid")])
 def test_sid_tokens_variant(make_cfg, tiny_folder, monkeypatch, mode, history):
     import genrec.encoders

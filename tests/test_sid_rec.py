@@ -114,6 +114,7 @@ def test_recommend_excludes_inside_search_equals_exhaustive_on_unseen(arch):
     assert (plain >= 0).all()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("arch", ["encoder_decoder", "decoder_only"])
 def test_family_beats_popularity_and_round_trips(make_cfg, fake_encoder, arch):
     from genrec.pipeline import run_point
@@ -145,6 +146,7 @@ def test_family_beats_popularity_and_round_trips(make_cfg, fake_encoder, arch):
     assert torch.equal(a, b) and (a[:, 0] >= 0).all()
 
 
+@pytest.mark.slow
 def test_interrupted_training_resumes(tmp_path, synthetic):
     from genrec.config import load_config
     from genrec.train import train_loop
@@ -243,6 +245,7 @@ def test_sequence_loss_equals_mean_of_prefix_losses(user_tokens, inject):
                           scores, atol=1e-4)
 
 
+@pytest.mark.slow
 def test_sequence_training_beats_popularity(make_cfg, fake_encoder):
     from genrec.pipeline import run_point
 

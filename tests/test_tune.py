@@ -102,6 +102,7 @@ def _fake_runner(out: Path, calls: list):
     return run, bind
 
 
+@pytest.mark.slow
 def test_run_tuned_selects_marks_rows_and_resumes(tmp_path):
     sw = load_sweep(_sweep(tmp_path, "tune: {grid: {train.lr: [0.003, 0.01], cf.reg: [0.0, 0.001]}, seed: 3, "
                                      "metric: ndcg@10}"))
@@ -130,6 +131,7 @@ def test_run_tuned_selects_marks_rows_and_resumes(tmp_path):
     assert calls == [] and again["skipped"] == 12 and len(read_rows(out)) == 12
 
 
+@pytest.mark.slow
 def test_run_tuned_resumes_a_partial_tuning(tmp_path):
     text = "tune: {grid: {train.lr: [0.003, 0.01]}}"
     sw = load_sweep(_sweep(tmp_path, text, grid="{cf.dim: [4]}"))
