@@ -2,7 +2,6 @@
 and a plot without any edit inside genrec; run.model is validated by each family; the registry drives
 the config sections and the leaderboard columns."""
 import json
-import multiprocessing as mp
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -118,22 +117,33 @@ def test_section_clash_is_refused(toy_family):
         register_family(Clash())
 
 
-def _sweep_once(sweep: str, out: str) -> None:
-    register_family(NoisyPopFamily())
-    from genrec.scaling.runner import main
-
-    raise SystemExit(main(["--sweep", sweep, "--out", out, "--no-plot"]))
+DRIVER = """
+import sys
+sys.path.insert(0, {tests!r})
+from test_family_plugin import NoisyPopFamily
+from genrec.family import register_family
+from genrec.scaling.runner import main
+register_family(NoisyPopFamily())
+sys.exit(main(["--sweep", {sweep!r}, "--out", {out!r}, "--no-plot"]))
+"""
 
 
 def test_two_sweeps_on_the_same_points_run_each_point_once(toy_family, tmp_path):
+    """Two processes (fresh interpreters: a fork after torch's thread pool started can hang) run the
+    same sweep at once; the per-point lock makes each point train and write once."""
+    import os
+    import subprocess
+    import sys
+
     sweep, out = _sweep(tmp_path), tmp_path / "both.csv"
-    ctx = mp.get_context("fork")
-    procs = [ctx.Process(target=_sweep_once, args=(str(sweep), str(out))) for _ in range(2)]
+    driver = tmp_path / "driver.py"
+    driver.write_text(DRIVER.format(tests=str(Path(__file__).parent), sweep=str(sweep), out=str(out)))
+    env = {**os.environ, "GENREC_OFFLINE": "1"}
+    procs = [subprocess.Popen([sys.executable, str(driver)], env=env, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.PIPE, text=True) for _ in range(2)]
     for p in procs:
-        p.start()
-    for p in procs:
-        p.join(120)
-        assert p.exitcode == 0
+        _, err = p.communicate(timeout=300)
+        assert p.returncode == 0, err[-2000:]
     rows = read_rows(out)
     assert len(rows) == 9 and len({r["run_id"] for r in rows}) == 9  # each point trained and written once
 

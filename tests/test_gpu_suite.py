@@ -93,7 +93,7 @@ def test_suite_skips_what_does_not_fit(tmp_path, tiny_pack):
 
 
 def test_suite_runs_within_budget(tmp_path, tiny_pack):
-    budget = 60
+    budget = 120  # the suite stops when everything is done (~40 s on an idle 2-core CPU); room for a busy one
     state, wall = _suite(tmp_path, tiny_pack[0], budget)
     out = tmp_path / "out"
     assert state["elapsed_s"] <= budget + 5 and wall < budget + 30  # + interpreter start and the last note
@@ -110,7 +110,7 @@ def test_suite_runs_within_budget(tmp_path, tiny_pack):
         rows = list(csv.DictReader(f))
     assert rows and all(r["precision"] for r in rows)
     finished = [n for n in ("recsize", "tiger", "sasrec") if pieces[n]["status"] in ("ok", "partial")]
-    assert finished, state["pieces"]  # at least one training piece fits in 60 s at quick sizes
+    assert finished, state["pieces"]  # at least one training piece fits at quick sizes
     for name in finished:
         with open(out / f"{name}.csv") as f:
             rows = [r for r in csv.DictReader(f) if r["status"] == "ok"]
