@@ -180,15 +180,14 @@ class CFModel(HubMixin, nn.Module):
         if c.loss == "softmax":
             per = torch.logsumexp(((self.transform(u_raw) @ self.transform(i_tab).T) * t_col).float(), -1) - s_pos
         else:
-            n_raw = i_tab[neg]
-            if neg.dim() == 1:  # shared negatives; a negative equal to the positive is masked
+            if neg.dim() == 1:
+                n_raw = i_tab[neg]  # shared negatives; a negative equal to the positive is masked
                 s_neg = ((self.transform(u_raw) @ self.transform(n_raw).T) * t_col).float()
                 s_neg = s_neg.masked_fill(neg[None, :] == pos[:, None], float("-inf"))
             else:
-                s_neg = (self.pair_dots(u_raw, n_raw) * t_col).float()
+                s_neg = (self.row_negative_dots(u_raw, neg, i_tab, reg_rows) * t_col).float()
                 if c.loss == "sampled_softmax":  # a negative equal to the positive is not a negative
                     s_neg = s_neg.masked_fill(neg == pos[:, None], float("-inf"))
-                reg_rows.append(n_raw.reshape(-1, n_raw.shape[-1]))
             per = ranking_loss(s_pos, s_neg, c.loss)
         if self.adap is not None and users is not None and self.training:
             self.adap.record(users, per)
@@ -199,6 +198,22 @@ class CFModel(HubMixin, nn.Module):
             loss = loss + c.directspec_weight * sum(
                 directspec_penalty(r, c.directspec_plus, c.directspec_tau, c.directspec_rows) for r in reg_rows[:2])
         return loss
+
+    # per-row negatives: score the whole catalogue once and pick the sampled columns when there are at least
+    # n_items / CATALOGUE_RATIO negatives per row (one dense matrix product beats gathering [M, N, D] rows
+    # and scattering their gradients back; same scores up to rounding: tests/test_cf.py)
+    CATALOGUE_RATIO = 32
+
+    def row_negative_dots(self, u_raw, neg, i_tab, reg_rows: list) -> torch.Tensor:
+        """Score parts of u_raw [M, D] with the items neg [M, N] -> [M, N]; appends the negatives' rows to
+        reg_rows when the L2 term needs them."""
+        if neg.shape[1] * self.CATALOGUE_RATIO >= i_tab.shape[0]:
+            if self.cfg.reg > 0:
+                reg_rows.append(i_tab[neg].reshape(-1, i_tab.shape[-1]))
+            return (self.transform(u_raw) @ self.transform(i_tab).T).gather(1, neg)
+        n_raw = i_tab[neg]
+        reg_rows.append(n_raw.reshape(-1, n_raw.shape[-1]))
+        return self.pair_dots(u_raw, n_raw)
 
     def extra_loss(self, batch: dict) -> torch.Tensor | float:
         return 0.0
