@@ -123,7 +123,7 @@ def cmd_data(args) -> int:
 def cmd_leaderboard(args) -> int:
     from genrec.scaling.report import print_leaderboard
 
-    print_leaderboard(args.file, metric=args.metric, group=args.group)
+    print_leaderboard(args.file, metric=args.metric, group=args.group, vs=args.vs, show=args.show)
     return 0
 
 
@@ -192,10 +192,15 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("tokenize", help="train (or load cached) a SID tokenizer and print its stats (genrec tokenize -h) "
                    "(-c/--set as for run; --save tokenizers/NAME, --no-cache)")
     p = sub.add_parser("leaderboard", help="print a ranked table (mean +- std over seeds)", formatter_class=ex,
-                       epilog="example: genrec leaderboard benchmarks/results/quickstart.csv --metric ndcg@10")
+                       epilog="example: genrec leaderboard benchmarks/results/sid_inject_ml1m.csv --metric recall@10 "
+                              "--vs inject=none")
     p.add_argument("file")
     p.add_argument("--metric", default="ndcg@10")
     p.add_argument("--group", default="", help="comma-separated columns to group by (default: all axes)")
+    p.add_argument("--vs", default="", metavar="COLUMN=VALUE",
+                   help="difference of each configuration to the one with COLUMN=VALUE and the same other labels, "
+                        "with a Welch 95%% interval over seeds")
+    p.add_argument("--show", default="", help="more columns to average over seeds, e.g. collision_rate,codebook_util")
     p.set_defaults(fn=cmd_leaderboard)
     p = sub.add_parser("plot", help="draw metric-vs-size (or vs training FLOPs) curves to PNG", formatter_class=ex,
                        epilog="example: genrec plot benchmarks/results/recsize_ml1m.csv --x flops")

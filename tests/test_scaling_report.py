@@ -91,6 +91,37 @@ def test_leaderboard_errors_and_cli(ladder_csv, capsys):
     assert cli_main(["leaderboard", str(ladder_csv), "--metric", "bogus"]) == 2
 
 
+def test_vs_compares_each_arm_with_its_reference_at_the_same_size(tmp_path, capsys):
+    """--vs inject=none: each arm against "none" at the same recommender size, Welch 95% interval."""
+    path = tmp_path / "inject.csv"
+    base = {"none": 0.10, "cf": 0.101, "encoder": 0.13}
+    for layers, lift in ((1, 0.0), (2, 0.02)):
+        for arm, y in base.items():
+            for seed, noise in enumerate((-0.002, 0.0, 0.002)):
+                append_row(path, _row(["run.family=sid", f"sid_model.num_layers={layers}", f"sid_model.inject={arm}"],
+                                      y + lift + noise, 1000 * layers, seed, point=f"L{layers}-{arm}"))
+    rows = leaderboard(path, metric="recall@10", vs="inject=none", show="ndcg@10,params_total")["rows"]
+    by = {(r["rec_layers"], r["inject"]): r for r in rows}
+    assert by[("1", "none")]["vs"] == "ref" and by[("2", "none")]["vs"] == "ref"
+    d, lo, hi = by[("2", "encoder")]["vs"]
+    assert d == pytest.approx(0.03) and 0 < lo < d < hi  # same noise on both sides: a clear lift
+    d, lo, hi = by[("1", "cf")]["vs"]
+    assert d == pytest.approx(0.001) and lo < 0 < hi  # inside the noise
+    from genrec.scaling.report import welch_interval
+    _, lo1, hi1 = welch_interval({"mean": 1.0, "std": 0.1, "n": 3}, {"mean": 0.0, "std": 0.1, "n": 3})
+    assert (hi1 - lo1) / 2 == pytest.approx(2.776 * 0.1 * (2 / 3) ** 0.5, rel=1e-3)  # t(0.975, df=4)
+    assert cli_main(["leaderboard", str(path), "--metric", "recall@10", "--vs", "inject=none",
+                     "--show", "params_total"]) == 0
+    out = capsys.readouterr().out
+    assert "diff vs inject=none [95% CI]" in out and "params_total" in out and " ~0" in out
+    with pytest.raises(ConfigError, match="no configuration .* inject=bogus"):
+        leaderboard(path, metric="recall@10", vs="inject=bogus")
+    with pytest.raises(ConfigError, match="COLUMN=VALUE"):
+        leaderboard(path, metric="recall@10", vs="nosuchcol=1")
+    with pytest.raises(ConfigError, match="--show 'nocol'"):
+        leaderboard(path, metric="recall@10", show="nocol")
+
+
 def test_fit_and_plot_size_ladder(ladder_csv, capsys):
     fits = print_fits(ladder_csv, metric="recall@10", n_boot=30)
     assert len(fits) == 1 and fits[0]["x"] == "params_non_embedding"

@@ -3,6 +3,12 @@
 A configuration seen with one seed shows its value and n=1 (no "+- 0"). `--group` may only merge rows
 that are the same configuration (seeds): grouping columns that leave different configurations in one
 group are refused, naming the columns that differ. A CSV without ranking metrics is refused in one line.
+
+`--vs COLUMN=VALUE` adds each configuration's difference to its reference: the configuration with
+COLUMN=VALUE and every other label the same (so `--vs inject=none` compares each injection arm with
+"none" at the same recommender size), with a Welch 95% interval over seeds (needs >= 2 seeds on both
+sides); "~0" marks an interval that covers zero. `--show` adds more columns, averaged over seeds
+(e.g. the tokenizer's collision_rate).
 """
 from __future__ import annotations
 
@@ -62,7 +68,42 @@ def _check_pooling(groups, gcols: list[str]) -> None:
                           f"{', '.join(cols)}); add those columns to --group or leave --group out")
 
 
-def leaderboard(file: str | Path, metric: str = "ndcg@10", group: str | list[str] = "", sweep: str = "") -> dict:
+def welch_interval(a: dict, b: dict, level: float = 0.95) -> tuple[float, float, float]:
+    """(mean difference a - b, lower, upper) from {'mean', 'std', 'n'} of two groups of seeds (Welch's t);
+    the bounds are NaN when either side has fewer than 2 seeds."""
+    from scipy import stats
+
+    diff = a["mean"] - b["mean"]
+    if a["n"] < 2 or b["n"] < 2:
+        return diff, math.nan, math.nan
+    va, vb = a["std"] ** 2 / a["n"], b["std"] ** 2 / b["n"]
+    se = math.sqrt(va + vb)
+    if se == 0:
+        return diff, diff, diff
+    df = (va + vb) ** 2 / (va ** 2 / (a["n"] - 1) + vb ** 2 / (b["n"] - 1))
+    h = stats.t.ppf(0.5 + level / 2, df) * se
+    return diff, diff - h, diff + h
+
+
+def _add_vs(table: list[dict], label_cols: list[str], vs: str, file) -> None:
+    """Give each row 'vs' = (diff, lo, hi) against its reference row, "ref" for a reference itself, None
+    where no reference has the same other labels (see the module docstring)."""
+    key, sep, val = vs.partition("=")
+    if not sep or key not in label_cols:
+        raise ConfigError(f"--vs {vs!r}: expected COLUMN=VALUE with COLUMN one of the table's label columns "
+                          f"({', '.join(label_cols) or 'none: the file has one configuration'})")
+    if not any(str(t[key]) == val for t in table):
+        raise ConfigError(f"--vs {vs!r}: no configuration in {file} has {key}={val} "
+                          f"(values: {', '.join(sorted({str(t[key]) for t in table}))})")
+    others = [c for c in label_cols if c != key]
+    refs = {tuple(str(t[c]) for c in others): t for t in table if str(t[key]) == val}
+    for t in table:
+        ref = refs.get(tuple(str(t[c]) for c in others))
+        t["vs"] = "ref" if ref is t else None if ref is None else welch_interval(t, ref)
+
+
+def leaderboard(file: str | Path, metric: str = "ndcg@10", group: str | list[str] = "", sweep: str = "",
+                vs: str = "", show: str | list[str] = "") -> dict:
     """Aggregate a leaderboard CSV: {'columns', 'rows' (dicts, best first), 'constant', 'failed'}."""
     file = Path(file)
     if not file.exists():
@@ -86,6 +127,11 @@ def leaderboard(file: str | Path, metric: str = "ndcg@10", group: str | list[str
         label_cols = [c for c in cand if len({g.labels[c] for g in groups}) > 1 or c in ("family", "model")]
         constant = {c: groups[0].labels[c] for c in cand if c not in label_cols and groups and groups[0].labels[c]}
     extra = [m for m in SHOW_ALSO if m != metric]
+    more = [c.strip() for c in show.split(",") if c.strip()] if isinstance(show, str) else list(show)
+    for c in more:
+        if rows and c not in rows[0]:
+            raise ConfigError(f"--show {c!r}: no such column in {file}")
+    extra += [c for c in more if c not in extra and c != metric]
     shown_axes = [c for c in label_cols if c in axis_cols()[2:]]
     compact = not gcols and len(shown_axes) > MAX_AXIS_COLS  # mixed families: one "axes" column
     table = []
@@ -101,23 +147,36 @@ def leaderboard(file: str | Path, metric: str = "ndcg@10", group: str | list[str
             t[m] = g.mean(m)
         table.append(t)
     table.sort(key=lambda t: -t["mean"] if math.isfinite(t["mean"]) else math.inf)
+    if vs:
+        _add_vs(table, label_cols, vs, file)
     if compact:
         label_cols = [c for c in label_cols if c not in shown_axes] + ["axes"]
     return {"columns": label_cols, "rows": table, "constant": constant, "failed": failed, "metric": metric,
-            "extra": extra}
+            "extra": extra, "vs": vs}
 
 
-def print_leaderboard(file: str | Path, metric: str = "ndcg@10", group: str = "", sweep: str = "") -> list[dict]:
+def _fmt_vs(v) -> str:
+    if v is None or v == "ref":
+        return "-" if v is None else "ref"
+    diff, lo, hi = v
+    if not math.isfinite(lo):
+        return f"{diff:+.4f} (n<2)"
+    return f"{diff:+.4f} [{lo:+.4f}, {hi:+.4f}]" + (" ~0" if lo <= 0 <= hi else "")
+
+
+def print_leaderboard(file: str | Path, metric: str = "ndcg@10", group: str = "", sweep: str = "", vs: str = "",
+                      show: str = "") -> list[dict]:
     """Print the ranked table; returns its rows (dicts, best first)."""
-    lb = leaderboard(file, metric, group, sweep)
+    lb = leaderboard(file, metric, group, sweep, vs, show)
     cols, extra = lb["columns"], lb["extra"]
     tail = ["axes"] if "axes" in cols else []  # free text last, so the numbers stay aligned
     cols = [c for c in cols if c not in tail]
-    head = ["#", *cols, "params_ne", "users", f"{metric} (mean +- std)", "n", *extra, "train_s", *tail]
+    vs_head = [f"diff vs {vs} [95% CI]"] if vs else []
+    head = ["#", *cols, "params_ne", "users", f"{metric} (mean +- std)", "n", *vs_head, *extra, "train_s", *tail]
     lines = []
     for i, t in enumerate(lb["rows"], 1):
         lines.append([str(i), *(str(t[c]) for c in cols), _fmt_params(t["params"]), _fmt_num(t["users"], 0),
-                      _fmt_mean(t), str(t["n"]),
+                      _fmt_mean(t), str(t["n"]), *([_fmt_vs(t["vs"])] if vs else []),
                       *(_fmt_num(t[m]) for m in extra), _fmt_num(t["train_time_s"], 1), *(t[c] for c in tail)])
     widths = [max(len(h), *(len(r[j]) for r in lines)) if lines else len(h) for j, h in enumerate(head)]
     title = f"{Path(file).name}" + (f" [sweep {sweep}]" if sweep else "") + f": {len(lb['rows'])} configurations"
