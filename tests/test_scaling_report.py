@@ -114,6 +114,7 @@ def test_vs_compares_each_arm_with_its_reference_at_the_same_size(tmp_path, caps
                      "--show", "params_total"]) == 0
     out = capsys.readouterr().out
     assert "diff vs inject=none [95% CI]" in out and "params_total" in out and " ~0" in out
+    assert "compute: 18 ok rows" in out
     with pytest.raises(ConfigError, match="no configuration .* inject=bogus"):
         leaderboard(path, metric="recall@10", vs="inject=bogus")
     with pytest.raises(ConfigError, match="COLUMN=VALUE"):

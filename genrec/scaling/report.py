@@ -152,7 +152,16 @@ def leaderboard(file: str | Path, metric: str = "ndcg@10", group: str | list[str
     if compact:
         label_cols = [c for c in label_cols if c not in shown_axes] + ["axes"]
     return {"columns": label_cols, "rows": table, "constant": constant, "failed": failed, "metric": metric,
-            "extra": extra, "vs": vs}
+            "extra": extra, "vs": vs, "rows_ok": len(good),
+            "cpu_s": sum(_num(r.get("train_time_s")) + _num(r.get("eval_time_s")) for r in good)}
+
+
+def _num(v) -> float:
+    try:
+        x = float(v)
+    except (TypeError, ValueError):
+        return 0.0
+    return x if math.isfinite(x) else 0.0
 
 
 def _fmt_vs(v) -> str:
@@ -183,6 +192,8 @@ def print_leaderboard(file: str | Path, metric: str = "ndcg@10", group: str = ""
     if lb["constant"]:
         title += "  (" + ", ".join(f"{k}={v}" for k, v in lb["constant"].items()) + ")"
     print(title)
+    print(f"compute: {lb['rows_ok']} ok rows, {lb['cpu_s'] / 3600:.2f} h of training + evaluation in all "
+          f"(sum of train_time_s + eval_time_s)")
     print("  ".join(h.ljust(w) for h, w in zip(head, widths)).rstrip())
     for r in lines:
         print("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
