@@ -253,3 +253,20 @@ def test_flops_plot_needs_train_flops(tmp_path):
     append_row(path, _compute_row(["run.family=cf", "run.model=mf_bpr"], 0.1, None, point="old"))
     with pytest.raises(ConfigError, match="train_flops"):
         plot_file(path, x="flops")
+
+
+def test_categorical_axis_keeps_the_sweep_order(tmp_path):
+    """Encoders plotted in the order the sweep ran them (small to large), not alphabetically."""
+    from genrec.scaling.plots import _draw_categories
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    path = tmp_path / "enc.csv"
+    for enc in ("minilm-l6", "mpnet-base", "gemma3-270m"):
+        append_row(path, _row(["run.family=sid", f"encoder.name={enc}"], 0.1, 1000, point=enc))
+    from genrec.scaling.leaderboard import read_rows
+    cs = curves(read_rows(path), "recall@10", "encoder")
+    fig, ax = plt.subplots()
+    assert _draw_categories(ax, cs) == ["minilm-l6", "mpnet-base", "gemma3-270m"]
+    plt.close(fig)

@@ -74,7 +74,8 @@ def _draw_line(ax, c, color: str) -> tuple[bool, str]:
 
 
 def _draw_categories(ax, cs) -> list[str]:
-    cats = sorted({str(x) for c in cs for x in c.xs})
+    """Categories in the order the CSV first shows them (a sweep's own order, e.g. encoders small to large)."""
+    cats = list(dict.fromkeys(str(x) for c in cs for x in c.xs))
     for i, c in enumerate(cs):
         pos = np.array([cats.index(str(x)) for x in c.xs])
         means = [c.ys[pos == j].mean() if (pos == j).any() else np.nan for j in range(len(cats))]
