@@ -1,6 +1,11 @@
-"""Scaling-law fits over the ML-1M SID study rows (issue 14: "the per-axis law and the paper's joint form").
+"""Scaling-law fits and the compute frontier over the ML-1M study rows (issue 14).
 
     python benchmarks/study_fits_ml1m.py [--n-boot 200] [--out benchmarks/results/study_ml1m_fits.json]
+
+Frontier: every ok row of the SID study files and of frontier_ml1m_cf.csv (popularity, MF-BPR, SASRec on
+the same 2,000 test users), one row per run id, goes to benchmarks/results/frontier_ml1m.csv (the sweep
+column set to "study_ml1m", so a configuration met in two sweeps is one line), then
+`genrec plot benchmarks/results/frontier_ml1m.csv --x flops` draws frontier_ml1m_flops.png.
 
 Reads the rows without injection of benchmarks/results/sid_{encoder,inject,quantizer}_ml1m.csv (one
 row per run id) and fits recall@10 against three sizes per row:
@@ -70,6 +75,24 @@ def load_rows() -> list[dict]:
     return rows
 
 
+def write_frontier(out: Path) -> tuple[Path, list[dict]]:
+    """The combined ML-1M study file (see the module docstring) and its plot; returns (png, frontier steps)."""
+    from genrec.scaling.leaderboard import append_row, read_rows
+    from genrec.scaling.plots import plot_file
+
+    if out.exists():
+        out.unlink()
+    seen = set()
+    for name in ("frontier_ml1m_cf.csv", *FILES):
+        for r in read_rows(RESULTS / name) if (RESULTS / name).exists() else []:
+            if r["status"] == "ok" and r["run_id"] not in seen:
+                seen.add(r["run_id"])
+                append_row(out, {**r, "sweep": "study_ml1m"})
+    summary: list = []
+    png = plot_file(out, x="flops", summary=summary)[0]
+    return Path(png), summary[0]["frontier"]
+
+
 def _fit(rows: list[dict], form: str, axis: str, n_boot: int) -> dict:
     y = np.array([r["_y"] for r in rows])
     try:
@@ -106,6 +129,11 @@ def main(argv: list[str] | None = None) -> int:
     for name, f in fits.items():
         print(f"{name} ({f.get('n_points')} rows): {f.get('summary') or f.get('error')}")
     print(f"-> {args.out}")
+    png, steps = write_frontier(RESULTS / "frontier_ml1m.csv")
+    print("compute frontier (best recall@10 at or below each training-FLOPs budget):")
+    for st in steps:
+        print(f"  {st['flops']:.3g} FLOPs: {st['value']:.4f}  {st['line']}  ({st['point']})")
+    print(f"-> {RESULTS / 'frontier_ml1m.csv'}, {png}")
     return 0
 
 
