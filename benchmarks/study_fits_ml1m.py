@@ -23,7 +23,6 @@ Fits (genrec.scaling.fit, which reports a parameter the data cannot pin as "not 
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import sys
 from pathlib import Path
@@ -34,6 +33,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from genrec.scaling.fit import fit_law  # noqa: E402
+from genrec.scaling.leaderboard import append_row, read_rows  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
 FILES = ("sid_encoder_ml1m.csv", "sid_inject_ml1m.csv", "sid_quantizer_ml1m.csv")
@@ -62,7 +62,7 @@ def load_rows() -> list[dict]:
         path = RESULTS / name
         if not path.exists():
             continue
-        for r in csv.DictReader(open(path, newline="")):
+        for r in read_rows(path):
             if r["status"] != "ok" or r["inject"] != "none" or r["run_id"] in seen:
                 continue
             seen.add(r["run_id"])
@@ -77,7 +77,6 @@ def load_rows() -> list[dict]:
 
 def write_frontier(out: Path) -> tuple[Path, list[dict]]:
     """The combined ML-1M study file (see the module docstring) and its plot; returns (png, frontier steps)."""
-    from genrec.scaling.leaderboard import append_row, read_rows
     from genrec.scaling.plots import plot_file
 
     if out.exists():

@@ -16,8 +16,8 @@ import math
 from pathlib import Path
 
 from genrec.errors import ConfigError, DataError
-from genrec.scaling.curves import (CONTEXT_COLS, X_PARAMS, axis_cols, config_key, curves, group_rows, ok_rows,
-                                   panels)
+from genrec.scaling.curves import (CONTEXT_COLS, X_PARAMS, axis_cols, config_key, curves, group_rows, num,
+                                   ok_rows, panels)
 from genrec.scaling.leaderboard import METRIC_COLS, read_rows
 
 SHOW_ALSO = ["recall@10", "ndcg@10"]
@@ -153,20 +153,15 @@ def leaderboard(file: str | Path, metric: str = "ndcg@10", group: str | list[str
         label_cols = [c for c in label_cols if c not in shown_axes] + ["axes"]
     return {"columns": label_cols, "rows": table, "constant": constant, "failed": failed, "metric": metric,
             "extra": extra, "vs": vs, "rows_ok": len(good),
-            "cpu_s": sum(_num(r.get("train_time_s")) + _num(r.get("eval_time_s")) for r in good)}
-
-
-def _num(v) -> float:
-    try:
-        x = float(v)
-    except (TypeError, ValueError):
-        return 0.0
-    return x if math.isfinite(x) else 0.0
+            "cpu_s": sum(x for r in good for x in (num(r.get("train_time_s")), num(r.get("eval_time_s")))
+                         if math.isfinite(x))}
 
 
 def _fmt_vs(v) -> str:
-    if v is None or v == "ref":
-        return "-" if v is None else "ref"
+    if v is None:
+        return "-"
+    if v == "ref":
+        return "ref"
     diff, lo, hi = v
     if not math.isfinite(lo):
         return f"{diff:+.4f} (n<2)"
