@@ -226,6 +226,9 @@ def setup_logging(verbose: bool = False) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    from genrec.runtime import tune_cpu_malloc
+
+    tune_cpu_malloc()  # before the first large tensor: freed pages are reused, not faulted in again each step
     if argv[:1] == ["sweep"]:  # before torch starts CUDA: under accelerate launch, one worker per process
         from genrec.scaling.runner import isolate_rank
 

@@ -19,7 +19,8 @@ from genrec.errors import ConfigError
 from genrec.data import RecData, Split, load_data, split_data
 from genrec.eval.evaluate import evaluate, process_shard
 from genrec.family import FamilyResult, RunContext, get_family
-from genrec.runtime import device_name, peak_memory_mb, resolve_device, resolve_precision, seed_everything
+from genrec.runtime import (device_name, peak_memory_mb, resolve_device, resolve_precision, seed_everything,
+                            tune_cpu_malloc)
 
 log = logging.getLogger("genrec")
 
@@ -96,6 +97,7 @@ def run_point(cfg: Config, data: RecData | None = None, split: Split | None = No
     config.yaml, item_ids.json, metrics.json, the family's model and checkpoints, and run.log when run
     from the CLI or a sweep. A finished training run is resumed, not repeated: only evaluation runs.
     """
+    tune_cpu_malloc()  # every entry point (CLI, sweep, Python API) trains with the reusable heap
     fam = get_family(cfg.run.family)
     fam.check(cfg)
     seed_everything(cfg.run.seed)

@@ -76,3 +76,35 @@ def peak_memory_mb(device: torch.device) -> float:
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
     except Exception:  # noqa: BLE001
         return float("nan")
+
+
+_MALLOC_TUNED = False
+
+
+def tune_cpu_malloc() -> bool:
+    """Keep freed memory in the process instead of handing it back to the kernel after every step (glibc only).
+
+    With glibc's defaults each large temporary tensor (tens of MB: a [8192, 1024] batch of embedding rows) is
+    mmap'd and unmapped again, and every new page is faulted in and zeroed by the kernel: a d=1024 MF-BPR epoch
+    on ML-100K spent more time in the kernel than in torch (benchmarks/RESULTS.md, "Performance on the CPU").
+    Raising the mmap and trim thresholds lets malloc reuse those pages. Called by the CLI and by pipeline.run_point;
+    GENREC_TUNE_MALLOC=0 turns it off. Returns whether the thresholds were set.
+    """
+    global _MALLOC_TUNED
+    import os
+    import sys
+
+    if _MALLOC_TUNED or os.environ.get("GENREC_TUNE_MALLOC", "1") == "0" or not sys.platform.startswith("linux"):
+        return _MALLOC_TUNED
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6")
+        m_trim_threshold, m_top_pad, m_mmap_threshold = -1, -2, -3  # malloc.h
+        ok = libc.mallopt(m_mmap_threshold, 2**30) == 1  # tensors up to 1 GiB come from the reusable heap
+        ok &= libc.mallopt(m_trim_threshold, 2**31 - 1) == 1
+        ok &= libc.mallopt(m_top_pad, 256 * 2**20) == 1
+    except (OSError, AttributeError):  # not glibc (musl, macOS): leave the allocator alone
+        return False
+    _MALLOC_TUNED = bool(ok)
+    return _MALLOC_TUNED

@@ -120,3 +120,18 @@ def test_sequence_model_counts_feed_train_compute():
     assert extra == {"train_tokens": 7, "n_layers": 2, "context": 4.0, "d_attn": 32}  # (1 + ... + 7) / 7
     out = train_compute(extra, {"params_non_embedding": 1000})
     assert out == {"train_tokens": 7, "train_flops": 6 * 1000 * 7 + 6 * 2 * 4.0 * 32 * 7}
+
+
+def test_tune_cpu_malloc_sets_thresholds_once_and_can_be_turned_off():
+    import subprocess
+    import sys
+
+    code = ("import genrec.runtime as r; a = r.tune_cpu_malloc(); b = r.tune_cpu_malloc(); "
+            "print(a, b, r._MALLOC_TUNED)")
+    env_on = {"PATH": "/usr/bin:/bin"}
+    on = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env_on, check=True)
+    off = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         env={**env_on, "GENREC_TUNE_MALLOC": "0"})
+    assert off.stdout.split() == ["False", "False", "False"]
+    if sys.platform.startswith("linux"):  # glibc: both calls report the thresholds as set
+        assert on.stdout.split() == ["True", "True", "True"]
