@@ -37,7 +37,7 @@ def _run_and_report(cfg, out: str, run_dir=None, force: bool = False) -> int:
     from pathlib import Path
 
     from genrec.identity import run_id, train_id
-    from genrec.pipeline import check, prepare, run_point
+    from genrec.pipeline import check, is_main_process, prepare, run_point
     from genrec.scaling.leaderboard import append_row, done_run_ids, make_row
     from genrec.scaling.runner import _PointLog
 
@@ -52,6 +52,8 @@ def _run_and_report(cfg, out: str, run_dir=None, force: bool = False) -> int:
     run_dir.mkdir(parents=True, exist_ok=True)
     with _PointLog(run_dir / "run.log"):
         res = run_point(cfg, data, split, run_dir)
+    if not is_main_process():  # under `accelerate launch` every rank trains and evaluates; rank 0 reports
+        return 0
     if write:
         append_row(out, make_row(cfg, res))
     m = res["metrics"]

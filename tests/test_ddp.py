@@ -1,7 +1,7 @@
 """Data-parallel training of one point (genrec.train under `accelerate launch`) and sharded evaluation.
 
-The 2-process test launches a tiny MF-BPR point on the CPU (gloo) and compares it with one process
-training the same global batch: per-process batch B/2 on two ranks = batches 2i and 2i+1 of the same
+The 2-process test launches `genrec run` on a tiny MF-BPR point on the CPU (gloo; rank 0 alone writes the
+leaderboard row) and compares it with one process training the same global batch: per-process batch B/2 on two ranks = batches 2i and 2i+1 of the same
 seeded stream, all-reduced (mean) = the one-process batch i of size B. The runs agree closely but not bit
 for bit: the all-reduce sums the two half-batch gradients in another order than one backward pass over the
 whole batch (float rounding), and the loss means are taken per half batch; after a few epochs those
@@ -25,14 +25,13 @@ SETTINGS = ["train.progress=false", "train.epochs=4", "train.eval_every=1", "tra
 
 WORKER = """
 import json, sys
-from genrec.config import load_config
-from genrec.pipeline import run_point
-files, sets, out = json.loads(sys.argv[1]), json.loads(sys.argv[2]), sys.argv[3]
-res = run_point(load_config(files, sets))
+from genrec.cli import main
+files, sets, out, csv = json.loads(sys.argv[1]), json.loads(sys.argv[2]), sys.argv[3], sys.argv[4]
+argv = ["run", "--leaderboard", csv] + [a for f in files for a in ("-c", f)] + [a for s in sets for a in ("--set", s)]
+assert main(argv) == 0
 import torch.distributed as dist
 if dist.get_rank() == 0:
-    open(out, "w").write(json.dumps({"metrics": res["metrics"], "extra": {k: res["extra"].get(k) for k in
-                                    ("best_epoch", "epochs_run")}, "world": dist.get_world_size()}))
+    open(out, "w").write(json.dumps({"world": dist.get_world_size()}))
 """
 FILES = [str(REPO / "configs" / f) for f in ("base.yaml", "data/synthetic.yaml", "cf/mf_bpr.yaml")]
 
@@ -85,25 +84,28 @@ def test_two_process_point_matches_one_process(tmp_path):
     from genrec.config import load_config
 
     from genrec.pipeline import prepare
+    from genrec.scaling.leaderboard import read_rows
 
     cfg = load_config(FILES, SETTINGS + [f"run.output_dir={tmp_path / 'one'}"])
     n_pairs = sum(len(h) for h in prepare(cfg)[1].valid.histories)  # training (user, item) pairs
     half = -(-n_pairs // 8)  # 8 half batches an epoch: 4 full pairs of them, so no rank drops a batch
     cfg.train.batch_size = 2 * half
     one = run_point(cfg)
-    out = tmp_path / "two.json"
+    out, csv = tmp_path / "two.json", tmp_path / "two.csv"
     sets = SETTINGS + [f"run.output_dir={tmp_path / 'two'}", f"train.batch_size={half}"]
     script = tmp_path / "worker.py"
     script.write_text(WORKER)
     env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
     cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
            "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port",
-           str(29500 + os.getpid() % 1000), str(script), json.dumps(FILES), json.dumps(sets), str(out)]
+           str(29500 + os.getpid() % 1000), str(script), json.dumps(FILES), json.dumps(sets), str(out), str(csv)]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=150, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    two = json.loads(out.read_text())
-    assert two["world"] == 2
-    m1, m2 = one["metrics"], two["metrics"]
+    assert json.loads(out.read_text())["world"] == 2
+    rows = read_rows(csv)
+    assert len(rows) == 1, f"{len(rows)} rows for one point: only rank 0 may write"  # `genrec run`, 2 ranks
+    m1 = one["metrics"]
+    m2 = {k: float(rows[0][k]) for k in ("recall@10", "ndcg@10", "recall@50", "users_evaluated")}
     print(f"recall@10 one={m1['recall@10']:.4f} two={m2['recall@10']:.4f}; "
           f"ndcg@10 one={m1['ndcg@10']:.4f} two={m2['ndcg@10']:.4f}")
     assert m2["users_evaluated"] == m1["users_evaluated"] == 300  # each test user exactly once
