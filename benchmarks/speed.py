@@ -15,6 +15,8 @@ Sections (ours vs reference, same inputs and weights):
   quant    RQ-VAE and residual k-means training time per 10k random 768-d items
   encoder  TextEncoder vs SentenceTransformer.encode (minilm-l6 when cached locally, else a tiny random BERT)
   sasrec   SASRec epoch time on ML-1M vs RecBole's published 17.78 s/epoch (TITAN RTX)
+  malloc   CF training time (MF-BPR d=1024, LightGCN d=2048 on ML-100K) with genrec's allocator setting vs
+           glibc's defaults, each in a fresh `genrec run` process (genrec.runtime.tune_cpu_malloc)
 
 Timing: warm-up, then the median of repeats (CUDA events on a GPU, perf_counter on the CPU). The table
 (section, case, ours, reference, unit, ratio, precision, device, note) is printed and written as CSV to --out
@@ -49,17 +51,18 @@ import torch  # noqa: E402
 from speed_common import COLUMNS, Bench, Row  # noqa: E402
 
 log = logging.getLogger("genrec.speed")
-SECTIONS = ["decode", "train", "rank", "quant", "encoder", "sasrec"]
+SECTIONS = ["decode", "train", "rank", "quant", "encoder", "sasrec", "malloc"]
 
 
 def section_fns() -> dict:
     import speed_decode
+    import speed_malloc
     import speed_rank
     import speed_train
 
     return {"decode": speed_decode.run, "train": speed_train.sid_train_section, "rank": speed_rank.rank_section,
             "quant": speed_rank.quant_section, "encoder": speed_rank.encoder_section,
-            "sasrec": speed_train.sasrec_section}
+            "sasrec": speed_train.sasrec_section, "malloc": speed_malloc.malloc_section}
 
 
 class PrecisionLog:
@@ -132,6 +135,9 @@ def write_csv(rows: list[Row], path: Path) -> None:
 
 def main(argv: list[str] | None = None) -> list[Row]:
     args = build_parser().parse_args(argv)
+    from genrec.runtime import tune_cpu_malloc
+
+    tune_cpu_malloc()  # as every genrec run does (pipeline.run_point)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")
     warnings.filterwarnings("ignore", category=UserWarning)
     warnings.filterwarnings("ignore", category=FutureWarning)

@@ -1,0 +1,46 @@
+"""The `malloc` section of benchmarks/speed.py: CF training time with genrec's allocator setting
+(genrec.runtime.tune_cpu_malloc: glibc's mmap / trim thresholds raised) against glibc's defaults.
+
+Each case is one `genrec run` in a fresh process (the allocator is set per process), once with
+GENREC_TUNE_MALLOC unset and once with GENREC_TUNE_MALLOC=0; the figure is the row's train_time_s
+(training plus its validation passes). Sizes: MF-BPR d=1024 (6 epochs) and LightGCN d=2048 (4 epochs) on
+MovieLens-100K with the dimension-study config; --quick: d=16, 1 epoch on the synthetic dataset.
+"""
+from __future__ import annotations
+
+import csv
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def timed_run(sets: list[str], workdir: Path, tag: str, tuned: bool, quick: bool) -> float:
+    """train_time_s of one `genrec run` of the dimension-study config with `sets`, in a fresh process."""
+    out = workdir / f"malloc-{tag}-{int(tuned)}"
+    files = ["configs/runs/cf-dim-ml100k.yaml"] + (["configs/data/synthetic.yaml"] if quick else [])
+    cmd = [sys.executable, "-m", "genrec.cli", "run", "--leaderboard", str(out / "rows.csv")]
+    cmd += [a for f in files for a in ("-c", str(REPO / f))]
+    cmd += [a for s in sets + [f"run.output_dir={out}"] for a in ("--set", s)]
+    env = {**os.environ, "GENREC_TUNE_MALLOC": "1" if tuned else "0"}
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, cwd=REPO)
+    if proc.returncode != 0:
+        raise RuntimeError(f"genrec run {' '.join(sets)} failed: {proc.stderr.strip()[-500:]}")
+    with open(out / "rows.csv", newline="") as f:
+        return float(list(csv.DictReader(f))[-1]["train_time_s"])
+
+
+def malloc_section(bench) -> None:
+    cases = ([("mf-bpr d16", ["run.model=mf_bpr", "cf.dim=16", "train.epochs=1"])] if bench.quick else
+             [("mf-bpr d1024 6 epochs", ["run.model=mf_bpr", "cf.dim=1024", "train.epochs=6"]),
+              ("lightgcn d2048 4 epochs", ["run.model=lightgcn", "cf.dim=2048", "train.epochs=4"])])
+    data = "synthetic" if bench.quick else "ml-100k"
+    for name, sets in cases:
+        tag = name.split()[0]
+        ours = timed_run(sets, bench.workdir, tag, True, bench.quick)
+        ref = timed_run(sets, bench.workdir, tag, False, bench.quick)
+        bench.add("malloc", f"{name} train_time", ours, ref, "s",
+                  f"{data}, configs/runs/cf-dim-ml100k.yaml, one process each; ours = genrec's allocator "
+                  f"setting (tune_cpu_malloc), reference = GENREC_TUNE_MALLOC=0 (glibc defaults)", precision="fp32")
