@@ -63,6 +63,10 @@ def _run_and_report(cfg, out: str, run_dir=None, force: bool = False) -> int:
                            or k in ("recall@5", "ndcg@5")))
     print(f"  invalid_rate={m['invalid_rate']:.4f}  target_in_history={m.get('target_in_history', 0):.3f}  "
           f"train_time_s={res['train_time_s']:.1f}  run_id={res['run_id']}" + (f"  -> {out}" if write else ""))
+    ci = res["extra"].get("ci95_users", {})
+    if ci:
+        print("  95% bootstrap over users: " + "  ".join(f"{k} [{lo:.4f}, {hi:.4f}]" for k, (lo, hi) in ci.items()
+                                                       if k.endswith("@10")))
     print(f"  run folder: {run_dir}")
     return 0
 

@@ -77,6 +77,8 @@ class EvalConfig:
     batch_size: int = 512
     split: Literal["valid", "test"] = "test"
     max_users: int = 0  # evaluate on the first N users only (0 = all); for reduced CPU runs
+    sample_seed: int = -1  # with max_users: a seeded random sample of max_users users, the same for every model
+    # (-1 = the first max_users users)
 
 
 @dataclass

@@ -10,6 +10,7 @@ import logging
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from genrec.compute import train_compute
@@ -18,6 +19,7 @@ from genrec.identity import run_id, train_id
 from genrec.errors import ConfigError
 from genrec.data import RecData, Split, load_data, split_data
 from genrec.eval.evaluate import evaluate, process_shard
+from genrec.eval.metrics import MISS, bootstrap_intervals, metrics_from_gt
 from genrec.family import FamilyResult, RunContext, get_family
 from genrec.runtime import (device_name, peak_memory_mb, resolve_device, resolve_precision, seed_everything,
                             tune_cpu_malloc)
@@ -89,6 +91,20 @@ def write_metrics(run_dir: Path, rid: str, metrics: dict) -> None:
     path.write_text(json.dumps({"run_id": rid, **metrics}, indent=1))
 
 
+def user_intervals(users: dict, ks: list[int]) -> dict:
+    """95% bootstrap intervals over the evaluated users of recall@K and ndcg@K (row extra.ci95_users)."""
+    per_user = metrics_from_gt(np.minimum(users["greater"], MISS), users["ties"], ks)
+    keys = [f"{m}@{k}" for k in ks for m in ("recall", "ndcg")]
+    return {k: [round(v, 5) for v in lohi] for k, lohi in bootstrap_intervals(per_user, keys).items()}
+
+
+def write_user_ranks(run_dir: Path, rid: str, users: dict) -> None:
+    """<run_dir>/user_ranks_<run id>.npz: per evaluated user, its index and the items ranked above / tied
+    with its target, so two rows can be compared user by user (paired) on the users they share."""
+    np.savez_compressed(run_dir / f"user_ranks_{rid}.npz", users=users["users"], greater=users["greater"],
+                        ties=users["ties"])
+
+
 def run_point(cfg: Config, data: RecData | None = None, split: Split | None = None,
               run_dir: Path | None = None) -> dict:
     """Fit and evaluate one configuration; returns the metrics and provenance (not yet a CSV row).
@@ -118,14 +134,17 @@ def run_point(cfg: Config, data: RecData | None = None, split: Split | None = No
         result = refit(fam, ctx, result)
     fit_s = time.perf_counter() - t0
     evalset = split.test if cfg.eval.split == "test" else split.valid
-    evalset = evalset.head(cfg.eval.max_users)
+    evalset = evalset.select(cfg.eval.max_users, cfg.eval.sample_seed)
     t1 = time.perf_counter()
+    users: dict = {}
     metrics = evaluate(result.model, evalset, data.n_items, cfg.eval.ks, cfg.eval.exclude_history,
                        cfg.eval.batch_size, progress=cfg.train.progress, desc=f"eval {cfg.run.model}",
-                       exclude_window=cfg.eval.exclude_window)
+                       exclude_window=cfg.eval.exclude_window, per_user=users)
     eval_s = time.perf_counter() - t1
+    result.extra = {**result.extra, "ci95_users": user_intervals(users, cfg.eval.ks)}
     if is_main_process():
         write_metrics(run_dir, rid, metrics)
+        write_user_ranks(run_dir, rid, users)
         from genrec.inference import write_model_card  # README.md model cards, run_info.json, user_ids.json
         write_model_card(run_dir, result.params, data)
     compute = train_compute(result.extra, result.params)  # train_tokens, train_flops (None when unreported)

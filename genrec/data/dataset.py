@@ -71,6 +71,18 @@ class EvalSet:
             return self
         return EvalSet(self.users[:n], self.histories[:n], self.targets[:n])
 
+    def sample(self, n: int, seed: int) -> "EvalSet":
+        """n users drawn without replacement with numpy's default_rng(seed), kept in their original order:
+        the same users for every model evaluated on this split (n <= 0 or >= len: all users)."""
+        if n <= 0 or n >= len(self):
+            return self
+        keep = np.sort(np.random.default_rng(seed).choice(len(self), size=n, replace=False))
+        return EvalSet(self.users[keep], [self.histories[i] for i in keep], self.targets[keep])
+
+    def select(self, max_users: int, sample_seed: int = -1) -> "EvalSet":
+        """eval.max_users / eval.sample_seed: the first max_users users, or a seeded sample of them."""
+        return self.head(max_users) if sample_seed < 0 else self.sample(max_users, sample_seed)
+
 
 @dataclass
 class Split:

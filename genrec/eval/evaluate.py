@@ -139,16 +139,24 @@ def summarize_parts(parts: list[dict], ks: list[int], exclude_history: bool, exc
 
 def evaluate(model, evalset, n_items: int, ks: list[int], exclude_history: bool = True,
              batch_size: int = 512, progress: bool = False, desc: str = "eval", exclude_window: int = 0,
-             sharded: bool | None = None) -> dict:
+             sharded: bool | None = None, per_user: dict | None = None) -> dict:
     """Full-ranking metrics of `model` on `evalset`.
 
     sharded (None = whenever a torch.distributed group of more than one process is up, e.g. a data-parallel
     point under `accelerate launch`): every process ranks its own contiguous block of users and the
     blocks are gathered once, so each user counts exactly once; every process must then call evaluate.
     With one process the result is the same as before sharding existed.
+    per_user: a dict to fill with every evaluated user's row index in evalset ("rows"), user index ("users"),
+    items ranked above the target ("greater") and tied with it ("ties"), in evalset order.
     """
     rank, world = process_shard() if sharded is not False else (0, 1)
     part = evaluate_part(model, evalset, n_items, ks, exclude_history, batch_size, progress and rank == 0, desc,
                          exclude_window, rank, world)
     parts = gather_parts(part) if world > 1 else [part]
+    if per_user is not None:
+        rows = np.concatenate([p["rows"] for p in parts])
+        order = np.argsort(rows, kind="stable")
+        per_user.update(rows=rows[order], users=np.asarray(evalset.users)[rows[order]],
+                        greater=np.concatenate([p["greater"] for p in parts])[order],
+                        ties=np.concatenate([p["ties"] for p in parts])[order])
     return summarize_parts(parts, ks, exclude_history, exclude_window)

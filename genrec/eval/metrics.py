@@ -53,3 +53,22 @@ def positions_from_topk(topk: np.ndarray, targets: np.ndarray) -> np.ndarray:
 
 def summarize(per_user: dict[str, np.ndarray]) -> dict[str, float]:
     return {k: float(np.mean(v)) if len(v) else float("nan") for k, v in per_user.items()}
+
+
+def bootstrap_intervals(per_user: dict[str, np.ndarray], keys: list[str] | None = None, n_boot: int = 1000,
+                        level: float = 0.95, seed: int = 0) -> dict[str, list[float]]:
+    """Percentile bootstrap interval of each metric's mean over users (users resampled with replacement,
+    n_boot times, numpy default_rng(seed)): how much the figure would move on another draw of test users.
+    Every metric uses the same resamples. keys: the metrics to do (default: all)."""
+    keys = list(per_user) if keys is None else keys
+    n = len(next(iter(per_user.values()))) if per_user else 0
+    if n == 0:
+        return {k: [float("nan"), float("nan")] for k in keys}
+    rng = np.random.default_rng(seed)
+    out = {k: np.empty(n_boot) for k in keys}
+    for start in range(0, n_boot, 100):  # blocks of 100 resamples: [100, n] indices at a time
+        idx = rng.integers(0, n, size=(min(100, n_boot - start), n))
+        for k in keys:
+            out[k][start:start + len(idx)] = np.asarray(per_user[k], dtype=np.float64)[idx].mean(1)
+    a = (1.0 - level) / 2
+    return {k: [float(np.quantile(v, a)), float(np.quantile(v, 1 - a))] for k, v in out.items()}
