@@ -133,6 +133,13 @@ def cmd_leaderboard(args) -> int:
     return 0
 
 
+def cmd_compare(args) -> int:
+    from genrec.scaling.paired import print_compare
+
+    print_compare(args.file, args.a, args.b, metric=args.metric, dirs=args.ranks)
+    return 0
+
+
 def cmd_plot(args) -> int:
     from genrec.scaling.plots import plot_file
 
@@ -208,6 +215,16 @@ def build_parser() -> argparse.ArgumentParser:
                         "with a Welch 95%% interval over seeds")
     p.add_argument("--show", default="", help="more columns to average over seeds, e.g. collision_rate,codebook_util")
     p.set_defaults(fn=cmd_leaderboard)
+    p = sub.add_parser("compare", help="two configurations of a CSV compared user by user (paired bootstrap)",
+                       formatter_class=ex, epilog="example: genrec compare benchmarks/results/llm_study_ml100k.csv "
+                       "--a 'smollm2-cf-r8-*' --b 'smollm2-plain-r8-*' --ranks benchmarks/results/user_ranks")
+    p.add_argument("file")
+    p.add_argument("--a", required=True, help="point glob of side a (all its seeds), e.g. 'smollm2-cf-r8-*'")
+    p.add_argument("--b", required=True, help="point glob of side b")
+    p.add_argument("--metric", default="recall@10")
+    p.add_argument("--ranks", action="append", default=[], metavar="DIR",
+                   help="a folder of user_ranks_<run id>.npz files (repeatable; the run folders are searched too)")
+    p.set_defaults(fn=cmd_compare)
     p = sub.add_parser("plot", help="draw metric-vs-size (or vs training FLOPs) curves to PNG", formatter_class=ex,
                        epilog="example: genrec plot benchmarks/results/recsize_ml1m.csv --x flops")
     p.add_argument("file")

@@ -270,3 +270,41 @@ def test_categorical_axis_keeps_the_sweep_order(tmp_path):
     fig, ax = plt.subplots()
     assert _draw_categories(ax, cs) == ["minilm-l6", "mpnet-base", "gemma3-270m"]
     plt.close(fig)
+
+
+def test_compare_pairs_users_across_seeds_and_finds_rank_files(make_cfg, tmp_path):
+    import shutil
+
+    from genrec.errors import DataError
+    from genrec.pipeline import run_point
+    from genrec.scaling.leaderboard import append_row, make_row
+    from genrec.scaling.paired import paired_difference
+
+    csv_path = tmp_path / "cmp.csv"
+    means = {}
+    for model, seeds in (("popularity", [0]), ("random", [0, 1])):
+        for s in seeds:
+            cfg = make_cfg(f"run.model={model}", f"run.seed={s}", "eval.max_users=80", "eval.sample_seed=1")
+            res = run_point(cfg)
+            means.setdefault(model, []).append(res["metrics"]["recall@10"])
+            append_row(csv_path, make_row(cfg, res, sweep="t", point=f"{model}-s{s}"))
+    r = paired_difference(csv_path, "popularity-*", "random-*", "recall@10")
+    assert r["users"] == 80 and r["runs_a"] == 1 and r["runs_b"] == 2
+    assert r["mean_a"] == pytest.approx(means["popularity"][0])
+    assert r["mean_b"] == pytest.approx(np.mean(means["random"]))  # per-user mean over seeds = mean of rows
+    assert r["diff"] == pytest.approx(r["mean_a"] - r["mean_b"])
+    assert r["ci95"][0] < r["diff"] < r["ci95"][1]
+    assert 0 < r["a_wins"] + r["b_wins"] <= r["users"]
+    # rank files copied to a flat folder are found there once the run folders are gone
+    flat = tmp_path / "ranks"
+    flat.mkdir()
+    for f in (tmp_path / "runs").rglob("user_ranks_*.npz"):
+        shutil.copy(f, flat / f.name)
+    shutil.rmtree(tmp_path / "runs")
+    with pytest.raises(DataError, match="no per-user ranks"):
+        paired_difference(csv_path, "popularity-*", "random-*")
+    assert paired_difference(csv_path, "popularity-*", "random-*", dirs=[flat])["diff"] == pytest.approx(r["diff"])
+    with pytest.raises(DataError, match="no ok row has a point matching --b"):
+        paired_difference(csv_path, "popularity-*", "nope-*", dirs=[flat])
+    assert cli_main(["compare", str(csv_path), "--a", "popularity-*", "--b", "nope-*"]) == 2  # one line, no trace
+    assert cli_main(["compare", str(csv_path), "--a", "popularity-*", "--b", "random-*", "--ranks", str(flat)]) == 0

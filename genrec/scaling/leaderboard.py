@@ -84,6 +84,8 @@ def make_row(cfg, result: dict, sweep: str = "", point: str = "", status: str = 
     m = result.get("metrics", {})
     d = result.get("data", {})
     extra = dict(result.get("extra", {}))
+    if result.get("run_dir"):  # where the run's files are (per-user ranks for genrec compare)
+        extra.setdefault("run_dir", str(result["run_dir"]))
     cols = columns()
     row = {c: "" for c in cols}
     row.update(axes_of(cfg))
