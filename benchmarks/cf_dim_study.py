@@ -5,6 +5,9 @@
     python benchmarks/cf_dim_study.py --ml1m          # ML-1M:   configs/sweeps/cf_dim_ml1m.yaml
     python benchmarks/cf_dim_study.py --only 'mf_bpr-plain-*' --max-minutes 30   # any `genrec sweep` option
     python benchmarks/cf_dim_study.py --plot-only     # redraw plots / labels from the CSV
+    python benchmarks/cf_dim_study.py --sweep configs/sweeps/cf_dim_ml100k_neumf_sgl.yaml   # claim 6's NeuMF + SGL
+    python benchmarks/cf_dim_study.py --claim6        # the four plain ML-100K curves in one figure:
+                                                      # benchmarks/results/cf_dim_ml100k_plain_models.png
 
 Runs `genrec sweep --sweep <file> --out benchmarks/results/<its name:>.csv [options]` (resumes: a
 point with an ok row is skipped), then genrec.scaling.dimstudy.plot_dim_study on the CSV. The sweep
@@ -25,6 +28,13 @@ def main(argv: list[str] | None = None) -> int:
     from genrec.scaling.runner import main as sweep
 
     argv = list(sys.argv[1:] if argv is None else argv)
+    if "--claim6" in argv:
+        from genrec.scaling.dimstudy import plot_dim_curves
+
+        res = REPO / "benchmarks" / "results"
+        print(plot_dim_curves([res / "cf_dim_ml100k_cpu.csv", res / "cf_dim_ml100k_neumf_sgl.csv"],
+                              res / "cf_dim_ml100k_plain_models.png")[0])
+        return 0
     stem = "cf_dim_ml1m" if "--ml1m" in argv else "cf_dim_ml100k_cpu" if "--cpu" in argv else "cf_dim_ml100k"
     argv = [a for a in argv if a not in ("--ml1m", "--cpu")]
     plot_only = "--plot-only" in argv

@@ -104,3 +104,25 @@ def test_labels_need_three_seeds_and_report_convergence(tmp_path):
     assert (plain["converged"], plain["converged_of"], plain["converged_share"]) == (14, 15, round(14 / 15, 3))
     assert adap["label"] is None and "min 2" in adap["label_reason"] and adap["converged_share"] == 1.0
     assert json.loads((tmp_path / "toy_labels.json").read_text())["mf_bpr/plain"]["label"] == "collapse"
+
+
+def test_plot_dim_curves_draws_one_variant_from_several_csvs(tmp_path):
+    import csv as _csv
+
+    from genrec.scaling.dimstudy import plot_dim_curves
+    from genrec.scaling.leaderboard import columns
+
+    paths = []
+    for stem, model in (("a_study", "mf_bpr"), ("b_study", "neumf")):
+        p = tmp_path / f"{stem}.csv"
+        with open(p, "w", newline="") as f:
+            w = _csv.DictWriter(f, fieldnames=columns())
+            w.writeheader()
+            for d in (4, 16, 64):
+                for s in range(3):
+                    w.writerow({**{c: "" for c in columns()}, "status": "ok", "sweep": stem, "model": model,
+                                "cf_variant": "plain", "cf_dim": d, "ndcg@10": 0.01 * d ** 0.5 + 0.001 * s,
+                                "dataset": "ml-100k", "extra": "{}"})
+        paths.append(p)
+    out, drawn = plot_dim_curves(paths, tmp_path / "plain.png")
+    assert drawn == ["mf_bpr", "neumf"] and out.stat().st_size > 5000

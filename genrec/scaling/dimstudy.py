@@ -18,6 +18,14 @@ from pathlib import Path
 import numpy as np
 
 COLORS = {"plain": "C0", "directspec": "C1", "adap_tau": "C2"}
+STYLE = {"mf_bpr": ("o", "-"), "lightgcn": ("s", "--"), "neumf": ("^", "-."), "sgl": ("D", ":")}  # marker, line
+MODEL_COLORS = {"neumf": "C3", "sgl": "C4"}  # their plain curves, apart from MF's and LightGCN's
+
+
+def curve_style(model: str, variant: str) -> dict:
+    marker, ls = STYLE.get(model, ("x", "-"))
+    color = MODEL_COLORS.get(model) if variant == "plain" and model in MODEL_COLORS else COLORS.get(variant, "k")
+    return {"marker": marker, "ls": ls, "color": color}
 MIN_SEEDS = 3
 
 
@@ -99,9 +107,8 @@ def plot_dim_study(csv_path: str | Path, out_dir: str | Path | None = None) -> d
             std = np.array([np.std(by_dim[d]) for d in dims])
             share = conv.get((model, variant))
             tag = f" (conv {share[0]}/{share[1]})" if share and metric == "ndcg@10" else ""
-            ax.errorbar(dims, mean, yerr=std, marker="o" if model == "mf_bpr" else "s", ms=3, capsize=2,
-                        label=f"{model} / {variant}{tag}", ls="-" if model == "mf_bpr" else "--",
-                        color=COLORS.get(variant, "k"))
+            ax.errorbar(dims, mean, yerr=std, ms=3, capsize=2, label=f"{model} / {variant}{tag}",
+                        **curve_style(model, variant))
             if metric == "ndcg@10" and len(dims) >= 3:
                 labels[f"{model}/{variant}"] = curve_label(dims, by_dim, share)
         if metric == "item_erank":
@@ -126,3 +133,42 @@ def plot_dim_study(csv_path: str | Path, out_dir: str | Path | None = None) -> d
     return labels
 
 
+
+
+def plot_dim_curves(csv_paths: list[str | Path], out_path: str | Path, variant: str = "plain",
+                    metric: str = "ndcg@10") -> tuple[Path, list[str]]:
+    """One figure with the `variant` curves of several dimension-study CSVs (each read for its own sweep,
+    the CSV's stem), e.g. the four plain models of claim 6: MF-BPR and LightGCN from cf_dim_ml100k_cpu.csv,
+    NeuMF and SGL from cf_dim_ml100k_neumf_sgl.csv. Mean +- std over seeds. Returns (png, curves drawn)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from genrec.scaling.leaderboard import read_rows
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    dataset, drawn = "?", []
+    for path in csv_paths:
+        rows = read_rows(path)
+        stem = Path(path).stem
+        dataset = next((r["dataset"] for r in rows if r.get("sweep") == stem and r.get("dataset")), dataset)
+        for (model, var), by_dim in sorted(aggregate(rows, metric, stem).items()):
+            if var != variant:
+                continue
+            dims = np.array(sorted(by_dim))
+            seeds = min(len(by_dim[d]) for d in dims)
+            ax.errorbar(dims, [np.mean(by_dim[d]) for d in dims], yerr=[np.std(by_dim[d]) for d in dims], ms=3,
+                        capsize=2, label=f"{model} (>= {seeds} seeds)", **curve_style(model, "plain"))
+            drawn.append(model)
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("embedding dimension")
+    ax.set_ylabel(f"{metric} (test)")
+    ax.set_title(f"{dataset}: {variant} models, tuned per dimension, mean +- std over seeds", fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    out = Path(out_path)
+    fig.savefig(out, dpi=120)
+    plt.close(fig)
+    return out, drawn
