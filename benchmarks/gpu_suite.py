@@ -9,6 +9,9 @@ Pieces, in order (each one a child process, so a piece that overruns is stopped 
              of every size first; --procs processes share the GPU (runner --shard i/n)
   3 tiger    configs/sweeps/gpu_tiger_ml1m.yaml (the TIGER reference size)
   4 sasrec   configs/sweeps/gpu_sasrec_ml1m.yaml
+  5 cfdim    configs/sweeps/cf_dim_ml1m_gpu.yaml (the tuned ML-1M CF dimension study, 216 trainings), curve by
+             curve, --cf-procs processes sharing the GPU; it starts from the committed
+             benchmarks/results/cf_dim_ml1m_gpu.csv, so each lent GPU continues where the last one stopped
 A piece starts only when the time left covers its minimum plus the minimums of the pieces after it;
 otherwise it is skipped with a note. Sweeps run through genrec.scaling.runner.main with --max-minutes
 from the time left. Data: the pack in benchmarks/gpu_pack/ (made by gpu_prepare.py: ML-1M index
@@ -36,10 +39,13 @@ PACKAGES = ("torch", "transformers", "peft", "accelerate", "sentence-transformer
 LAZY = ("faiss", "datasets", "gguf")  # only looked up, never imported here
 SPEED_SECTIONS = ("decode", "train", "rank", "sasrec")
 # minimum seconds a piece needs to produce anything (cpu quick, cuda full)
-MIN_S = {"speed": (8, 30), "recsize": (12, 60), "tiger": (12, 60), "sasrec": (10, 40)}
+MIN_S = {"speed": (8, 30), "recsize": (12, 60), "tiger": (12, 60), "sasrec": (10, 40), "cfdim": (10, 60)}
 QUICK_SID = ["sid_model.examples_per_epoch=300", "train.epochs=1", "train.batch_size=64", "eval.max_users=40",
              "decode.valid_users=20", "decode.num_beams=10", "decode.batch_size=64", "eval.ks=[5,10]",
              "data.max_history=5", "train.patience=0"]
+QUICK_CF = ["train.epochs=2", "train.eval_every=1", "train.patience=0", "eval.max_users=40"]
+CF_CURVES = ["mf_bpr-plain-*", "lightgcn-plain-*", "mf_bpr-adap_tau-*", "mf_bpr-directspec-*", "lightgcn-adap_tau-*",
+             "lightgcn-directspec-*"]  # the curves in the order they are worth having
 QUICK_SASREC = ["train.epochs=1", "data.max_history=20", "eval.max_users=40", "train.eval_every=1",
                 "train.patience=0", "eval.ks=[5,10]"]
 
@@ -131,6 +137,8 @@ def data_overrides(suite: Suite) -> dict:
         raise SystemExit(f"--data pack: no pack at {pack} (run benchmarks/gpu_prepare.py first)")
     if suite.args.data != "download" and manifest is not None:
         npz = (pack / manifest["data_file"]).resolve()
+        if npz.is_relative_to(REPO):  # relative to the repo (the children's cwd): the same run ids on any machine
+            npz = npz.relative_to(REPO)
         common += [f"data.source={manifest['dataset']}", f"data.path={npz}"]
         sid = [*common]
         suite.env["GENREC_ML1M_PACK"] = str(npz)
@@ -241,7 +249,7 @@ def install_embeddings(suite: Suite, sets: dict) -> str:
 
 def plan(suite: Suite) -> None:
     sets = data_overrides(suite)
-    order = ["speed", "recsize", "tiger", "sasrec"]
+    order = ["speed", "recsize", "tiger", "sasrec", "cfdim"]
     skip = set(suite.args.skip.split(",")) - {""}
 
     def later(name: str) -> float:
@@ -263,7 +271,15 @@ def plan(suite: Suite) -> None:
         sweep_piece(suite, "tiger", "gpu_tiger_ml1m.yaml", sid_sets, later("tiger"), [""])
     if "sasrec" not in skip:
         sweep_piece(suite, "sasrec", "gpu_sasrec_ml1m.yaml", sets["common"] + (QUICK_SASREC if suite.quick else []),
-                    0.0, [""])
+                    later("sasrec"), [""])
+    if "cfdim" not in skip:
+        done = REPO / "benchmarks" / "results" / "cf_dim_ml1m_gpu.csv"
+        if done.is_file() and not (suite.out / "cfdim.csv").exists():  # continue the study across lent GPUs
+            import shutil
+
+            shutil.copy(done, suite.out / "cfdim.csv")
+        sweep_piece(suite, "cfdim", "cf_dim_ml1m_gpu.yaml", sets["common"] + (QUICK_CF if suite.quick else []),
+                    0.0, ["mf_bpr-plain-dim4-*"] if suite.quick else CF_CURVES, suite.args.cf_procs)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -279,13 +295,16 @@ def main(argv: list[str] | None = None) -> int:
                     help="auto: full on CUDA, quick (tiny, timings meaningless) on the CPU")
     ap.add_argument("--procs", type=int, default=0, help="recsize processes sharing the device (default 2 on "
                                                          "CUDA, 1 on the CPU)")
-    ap.add_argument("--skip", default="", help="comma-separated pieces to leave out: speed,recsize,tiger,sasrec")
+    ap.add_argument("--cf-procs", type=int, default=0, help="cfdim processes sharing the device (default 6 on "
+                                                            "CUDA, 1 on the CPU)")
+    ap.add_argument("--skip", default="", help="comma-separated pieces to leave out: speed,recsize,tiger,sasrec,cfdim")
     args = ap.parse_args(argv)
     if not args.device:
         import torch
 
         args.device = "cuda" if torch.cuda.is_available() else "cpu"
     args.procs = args.procs or (2 if args.device.startswith("cuda") else 1)
+    args.cf_procs = args.cf_procs or (6 if args.device.startswith("cuda") else 1)
     suite = Suite(args)
     environment(suite)
     plan(suite)

@@ -86,7 +86,7 @@ def _suite(tmp_path, pack: Path, budget: float, *extra: str) -> tuple[dict, floa
 def test_suite_skips_what_does_not_fit(tmp_path, tiny_pack):
     state, wall = _suite(tmp_path, tiny_pack[0], 4, "--skip", "speed")
     pieces = {p["piece"]: p for p in state["pieces"]}
-    for name in ("recsize", "tiger", "sasrec"):
+    for name in ("recsize", "tiger", "sasrec", "cfdim"):
         assert pieces[name]["status"] in ("nothing finished", "skipped"), pieces[name]
         assert "skipped" in pieces[name]["note"] and "left" in pieces[name]["note"]
     assert pieces["done"]["status"] == "ok" and "speed decode" not in pieces
@@ -109,10 +109,26 @@ def test_suite_runs_within_budget(tmp_path, tiny_pack):
     with open(out / "speed_decode.csv") as f:
         rows = list(csv.DictReader(f))
     assert rows and all(r["precision"] for r in rows)
-    finished = [n for n in ("recsize", "tiger", "sasrec") if pieces[n]["status"] in ("ok", "partial")]
+    finished = [n for n in ("recsize", "tiger", "sasrec", "cfdim") if pieces[n]["status"] in ("ok", "partial")]
     assert finished, state["pieces"]  # at least one training piece fits at quick sizes
     for name in finished:
         with open(out / f"{name}.csv") as f:
             rows = [r for r in csv.DictReader(f) if r["status"] == "ok"]
         assert rows and all(float(r["train_tokens"] or 0) >= 0 for r in rows)
         assert (name != "sasrec") or float(rows[0]["train_flops"]) > 0
+
+
+def test_cfdim_piece_runs_and_a_second_suite_continues_it(tmp_path, tiny_pack):
+    skip = ["--skip", "speed,recsize,tiger,sasrec"]
+    state, _ = _suite(tmp_path, tiny_pack[0], 90, *skip)
+    piece = {p["piece"]: p for p in state["pieces"]}["cfdim"]
+    assert piece["status"] in ("ok", "partial"), piece
+    with open(tmp_path / "out" / "cfdim.csv") as f:
+        rows = list(csv.DictReader(f))
+    tuned = [r for r in rows if r["sweep"] == "cf_dim_ml1m_gpu" and r["status"] == "ok"]
+    tuning = [r for r in rows if r["sweep"] == "cf_dim_ml1m_gpu/tune"]
+    assert len(tuning) == 4 and len(tuned) == 3  # the grid on validation, then the 3 seeds of d=4
+    assert {r["point"] for r in tuned} == {f"mf_bpr-plain-dim4-s{i}" for i in range(3)}
+    state, _ = _suite(tmp_path, tiny_pack[0], 60, *skip)  # the same output: every point is already there
+    with open(tmp_path / "out" / "cfdim.csv") as f:
+        assert len(list(csv.DictReader(f))) == len(rows)
