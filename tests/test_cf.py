@@ -195,3 +195,16 @@ def test_catalogue_scoring_of_row_negatives_matches_gathering(synth, model, over
     (l1, g1), (l2, g2) = out
     assert torch.allclose(l1, l2, rtol=1e-5, atol=1e-6)
     assert len(g1) == len(g2) > 0 and all(torch.allclose(a, b, rtol=1e-4, atol=1e-6) for a, b in zip(g1, g2))
+
+
+def test_neumf_full_ranking_scores_equal_its_pair_logits():
+    from genrec.models.cf.config import CFConfig
+    from genrec.models.cf.neumf import NeuMF
+
+    for widths in (None, [16, 8]):
+        m = NeuMF(CFConfig(dim=12, mlp_layers=widths, init_std=0.5), 7, 23, seed=3).eval()
+        with torch.no_grad():
+            torch.nn.init.normal_(m.out.weight)  # every part of the output layer matters
+            users = torch.tensor([0, 4, 6, 2])
+            ref = m.pair_logits(users, torch.arange(23))
+            assert torch.allclose(m.score(users, None), ref, atol=1e-5)
