@@ -126,3 +126,12 @@ def test_plot_dim_curves_draws_one_variant_from_several_csvs(tmp_path):
         paths.append(p)
     out, drawn = plot_dim_curves(paths, tmp_path / "plain.png")
     assert drawn == ["mf_bpr", "neumf"] and out.stat().st_size > 5000
+
+
+def test_unfinished_curve_gets_no_label():
+    from genrec.scaling.dimstudy import curve_label
+
+    by_dim = {4: [0.04, 0.041, 0.042], 16: [0.05, 0.051, 0.049], 64: [0.06, 0.061, 0.059]}
+    assert curve_label([4, 16, 64], by_dim, None)["label"] is not None
+    entry = curve_label([4, 16, 64], by_dim, None, missing=[256, 1024])
+    assert entry["label"] is None and "256, 1024" in entry["label_reason"]

@@ -44,8 +44,9 @@ def converged_share(rows: list[dict], sweep: str) -> dict:
     return {k: tuple(v) for k, v in out.items()}
 
 
-def curve_label(dims, by_dim: dict, conv: tuple | None) -> dict:
-    """The labels-json entry of one curve: label (or null with the reason), means, stds, sems, seeds."""
+def curve_label(dims, by_dim: dict, conv: tuple | None, missing=()) -> dict:
+    """The labels-json entry of one curve: label (or null with the reason), means, stds, sems, seeds.
+    missing: dims other curves of the study have and this one lacks (an unfinished curve: no label)."""
     from genrec.eval.spectrum import classify_curve
 
     seeds = [len(by_dim[d]) for d in dims]
@@ -54,7 +55,9 @@ def curve_label(dims, by_dim: dict, conv: tuple | None) -> dict:
     sem = np.array([np.std(by_dim[d], ddof=1) / np.sqrt(len(by_dim[d])) if len(by_dim[d]) > 1 else 0.0
                     for d in dims])  # standard error of each mean (0 with one seed)
     entry = {"label": None, "label_reason": "", "label_without_noise_test": classify_curve(dims, mean)}
-    if min(seeds) < MIN_SEEDS:
+    if missing:
+        entry["label_reason"] = f"unfinished: no rows at dim {', '.join(str(int(d)) for d in missing)}"
+    elif min(seeds) < MIN_SEEDS:
         entry["label_reason"] = f"fewer than {MIN_SEEDS} seeds at some dim (min {min(seeds)})"
     else:
         entry["label"] = classify_curve(dims, mean, sem=sem, n_seeds=seeds)
@@ -100,6 +103,7 @@ def plot_dim_study(csv_path: str | Path, out_dir: str | Path | None = None) -> d
         agg = aggregate(rows, metric, stem)
         if not agg:
             continue
+        study_dims = sorted({d for v in agg.values() for d in v})
         fig, ax = plt.subplots(figsize=(7, 4.5))
         for (model, variant), by_dim in sorted(agg.items()):
             dims = np.array(sorted(by_dim))
@@ -110,7 +114,8 @@ def plot_dim_study(csv_path: str | Path, out_dir: str | Path | None = None) -> d
             ax.errorbar(dims, mean, yerr=std, ms=3, capsize=2, label=f"{model} / {variant}{tag}",
                         **curve_style(model, variant))
             if metric == "ndcg@10" and len(dims) >= 3:
-                labels[f"{model}/{variant}"] = curve_label(dims, by_dim, share)
+                labels[f"{model}/{variant}"] = curve_label(dims, by_dim, share,
+                                                           [d for d in study_dims if d not in by_dim])
         if metric == "item_erank":
             lim = np.array(sorted({d for v in agg.values() for d in v}))
             ax.plot(lim, lim, color="grey", lw=0.8, ls=":", label="erank = dim")
