@@ -217,7 +217,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(fn=cmd_leaderboard)
     p = sub.add_parser("compare", help="two configurations of a CSV compared user by user (paired bootstrap)",
                        formatter_class=ex, epilog="example: genrec compare benchmarks/results/llm_study_ml100k.csv "
-                       "--a 'smollm2-cf-r8-*' --b 'smollm2-plain-r8-*' --ranks benchmarks/results/user_ranks")
+                       "--a 'smollm2-cf-r8-*' --b 'smollm2-plain-r8-*'")
     p.add_argument("file")
     p.add_argument("--a", required=True, help="point glob of side a (all its seeds), e.g. 'smollm2-cf-r8-*'")
     p.add_argument("--b", required=True, help="point glob of side b")
@@ -249,9 +249,6 @@ def setup_logging(verbose: bool = False) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    from genrec.runtime import tune_cpu_malloc
-
-    tune_cpu_malloc()  # before the first large tensor: freed pages are reused, not faulted in again each step
     if argv[:1] == ["sweep"]:  # before torch starts CUDA: under accelerate launch, one worker per process
         from genrec.scaling.runner import isolate_rank
 

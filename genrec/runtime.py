@@ -87,7 +87,7 @@ def tune_cpu_malloc() -> bool:
     With glibc's defaults each large temporary tensor (tens of MB: a [8192, 1024] batch of embedding rows) is
     mmap'd and unmapped again, and every new page is faulted in and zeroed by the kernel: a d=1024 MF-BPR epoch
     on ML-100K spent more time in the kernel than in torch (benchmarks/RESULTS.md, "Performance on the CPU").
-    Raising the mmap and trim thresholds lets malloc reuse those pages. Called by the CLI and by pipeline.run_point;
+    Raising the mmap and trim thresholds lets malloc reuse those pages. Called by pipeline.run_point (every run: CLI, sweep, Python API);
     GENREC_TUNE_MALLOC=0 turns it off. Returns whether the thresholds were set.
     """
     global _MALLOC_TUNED

@@ -146,7 +146,7 @@ def evaluate(model, evalset, n_items: int, ks: list[int], exclude_history: bool 
     point under `accelerate launch`): every process ranks its own contiguous block of users and the
     blocks are gathered once, so each user counts exactly once; every process must then call evaluate.
     With one process the result is the same as before sharding existed.
-    per_user: a dict to fill with every evaluated user's row index in evalset ("rows"), user index ("users"),
+    per_user: a dict to fill with every evaluated user's index ("users"),
     items ranked above the target ("greater") and tied with it ("ties"), in evalset order.
     """
     rank, world = process_shard() if sharded is not False else (0, 1)
@@ -156,7 +156,7 @@ def evaluate(model, evalset, n_items: int, ks: list[int], exclude_history: bool 
     if per_user is not None:
         rows = np.concatenate([p["rows"] for p in parts])
         order = np.argsort(rows, kind="stable")
-        per_user.update(rows=rows[order], users=np.asarray(evalset.users)[rows[order]],
+        per_user.update(users=np.asarray(evalset.users)[rows[order]],
                         greater=np.concatenate([p["greater"] for p in parts])[order],
                         ties=np.concatenate([p["ties"] for p in parts])[order])
     return summarize_parts(parts, ks, exclude_history, exclude_window)
