@@ -136,7 +136,7 @@ def cmd_leaderboard(args) -> int:
 def cmd_compare(args) -> int:
     from genrec.scaling.paired import print_compare
 
-    print_compare(args.file, args.a, args.b, metric=args.metric, dirs=args.ranks)
+    print_compare(args.file, args.a, args.b, metric=args.metric, dirs=args.ranks, c=args.c, d=args.d)
     return 0
 
 
@@ -221,6 +221,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("file")
     p.add_argument("--a", required=True, help="point glob of side a (all its seeds), e.g. 'smollm2-cf-r8-*'")
     p.add_argument("--b", required=True, help="point glob of side b")
+    p.add_argument("--c", help="with --d: compare the differences, (a - b) - (c - d), user by user")
+    p.add_argument("--d", help="point glob of side d (see --c)")
     p.add_argument("--metric", default="recall@10")
     p.add_argument("--ranks", action="append", default=[], metavar="DIR",
                    help="a folder of user_ranks_<run id>.npz files (repeatable; the run folders are searched too)")

@@ -308,3 +308,13 @@ def test_compare_pairs_users_across_seeds_and_finds_rank_files(make_cfg, tmp_pat
         paired_difference(csv_path, "popularity-*", "nope-*", dirs=[flat])
     assert cli_main(["compare", str(csv_path), "--a", "popularity-*", "--b", "nope-*"]) == 2  # one line, no trace
     assert cli_main(["compare", str(csv_path), "--a", "popularity-*", "--b", "random-*", "--ranks", str(flat)]) == 0
+    # difference of differences: (a - b) - (b - a) = 2 (a - b) user by user; (a - b) - (a - b) = 0 exactly
+    dd = paired_difference(csv_path, "popularity-*", "random-*", dirs=[flat], c="random-*", d="popularity-*")
+    assert dd["diff"] == pytest.approx(2 * r["diff"]) and dd["diff_ab"] == pytest.approx(r["diff"])
+    assert dd["ci95"][0] == pytest.approx(2 * r["ci95"][0]) and dd["users"] == r["users"]
+    zero = paired_difference(csv_path, "popularity-*", "random-*", dirs=[flat], c="popularity-*", d="random-*")
+    assert zero["diff"] == 0 and zero["ci95"] == [0, 0]
+    with pytest.raises(DataError, match="--c and --d go together"):
+        paired_difference(csv_path, "popularity-*", "random-*", dirs=[flat], c="random-*")
+    assert cli_main(["compare", str(csv_path), "--a", "popularity-*", "--b", "random-*", "--c", "random-*",
+                     "--d", "popularity-*", "--ranks", str(flat)]) == 0
