@@ -158,6 +158,11 @@ runs:
     assert "Traceback" in log and "no-such-model" in log
     text = capsys.readouterr().out
     assert "failed: 1 row(s): bad-s0" in text and "popularity" in text
+    # a dry run (no data loaded) tells the done points apart by the data fingerprint the CSV records
+    capsys.readouterr()
+    assert scale.main(["--sweep", str(p), "--out", str(out), "--dry-run"]) == 0
+    plan = [ln.split()[:2] for ln in capsys.readouterr().out.splitlines()[1:5]]
+    assert plan == [["done", "pop-s0"], ["done", "rand-s0"], ["done", "rand-s1"], ["run", "bad-s0"]]
     # a rerun skips the ok points and retries only the failed one
     assert scale.main(["--sweep", str(p), "--out", str(out), "--no-plot"]) == 0
     rows = read_rows(out)

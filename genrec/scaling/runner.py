@@ -146,6 +146,22 @@ def bind_data(points, cache: dict) -> None:
         p.run_id, p.train_id = run_id(p.cfg, fps[key]), train_id(p.cfg, fps[key])
 
 
+def _bind_from_rows(points, out: Path) -> None:
+    """Dry run: give each point the run id it would have on a data fingerprint that the out CSV's ok rows
+    record, when a row has it (so points already done show as done without loading the data; if the data
+    has changed since, the real run will not find them and reruns them)."""
+    from genrec.identity import run_id, train_id
+    from genrec.scaling.leaderboard import read_rows
+
+    rows = [r for r in read_rows(out) if r.get("status") == "ok"]
+    fps, done = {r.get("data_fingerprint", "") for r in rows} - {""}, {r["run_id"] for r in rows}
+    for p in points:
+        for fp in fps:
+            if run_id(p.cfg, fp) in done:
+                p.run_id, p.train_id = run_id(p.cfg, fp), train_id(p.cfg, fp)
+                break
+
+
 def _load(cfg, cache: dict):
     """Load and split data once per distinct data section (the last one is kept)."""
     from genrec.identity import config_hash
@@ -355,6 +371,8 @@ def _run(args) -> int:
     if not args.dry_run:  # a dry run plans without loading data: its ids lack the data fingerprint
         bind_data(chosen, cache)
     done = set() if args.force else done_run_ids(out)
+    if args.dry_run and done:
+        _bind_from_rows(chosen, out)
     mine = chosen if _DATA else shard(chosen, _RANK, _WORLD)
     if _DATA:  # start the process group now: every rank takes rank 0's skip decisions
         from genrec.train import start_process_group
