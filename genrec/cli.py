@@ -129,7 +129,8 @@ def cmd_data(args) -> int:
 def cmd_leaderboard(args) -> int:
     from genrec.scaling.report import print_leaderboard
 
-    print_leaderboard(args.file, metric=args.metric, group=args.group, vs=args.vs, show=args.show)
+    print_leaderboard(args.file, metric=args.metric, group=args.group, vs=args.vs, show=args.show,
+                      split=args.split)
     return 0
 
 
@@ -214,6 +215,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="difference of each configuration to the one with COLUMN=VALUE and the same other labels, "
                         "with a Welch 95%% interval over seeds")
     p.add_argument("--show", default="", help="more columns to average over seeds, e.g. collision_rate,codebook_util")
+    p.add_argument("--split", default="", choices=["", "test", "valid", "all"],
+                   help="rank the rows evaluated on this split (default: test when the file has test rows; a "
+                        "sweep's tuning runs are on valid)")
     p.set_defaults(fn=cmd_leaderboard)
     p = sub.add_parser("compare", help="two configurations of a CSV compared user by user (paired bootstrap)",
                        formatter_class=ex, epilog="example: genrec compare benchmarks/results/llm_study_ml100k.csv "

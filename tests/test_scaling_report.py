@@ -318,3 +318,22 @@ def test_compare_pairs_users_across_seeds_and_finds_rank_files(make_cfg, tmp_pat
         paired_difference(csv_path, "popularity-*", "random-*", dirs=[flat], c="random-*")
     assert cli_main(["compare", str(csv_path), "--a", "popularity-*", "--b", "random-*", "--c", "random-*",
                      "--d", "popularity-*", "--ranks", str(flat)]) == 0
+
+
+def test_leaderboard_ranks_test_rows_and_names_configurations_it_cannot_tell_apart(tmp_path, capsys):
+    path = tmp_path / "tuned.csv"
+    for lr, y in ((1e-2, 0.30), (3e-3, 0.20)):  # tuning runs on validation: differ only in train.lr
+        append_row(path, _row(["run.family=cf", "eval.split=valid", f"train.lr={lr}"], y, sweep="t/tune",
+                              point=f"mf-tune-lr{lr}"))
+    for seed in (0, 1):
+        append_row(path, _row(["run.family=cf", "train.lr=0.01"], 0.10 + seed / 100, seed=seed, point="mf"))
+    lb = leaderboard(path, metric="recall@10")
+    assert [(r["n"], r["mean"]) for r in lb["rows"]] == [(2, pytest.approx(0.105))]  # no valid figure among them
+    assert "left out: 2 ok row(s) evaluated on valid" in lb["note"] and "point" not in lb["columns"]
+    val = leaderboard(path, metric="recall@10", split="valid")
+    assert [r["point"] for r in val["rows"]] == ["mf-tune-lr0.01", "mf-tune-lr0.003"] and "point" in val["columns"]
+    assert len(leaderboard(path, metric="recall@10", split="all")["rows"]) == 3
+    assert cli_main(["leaderboard", str(path), "--metric", "recall@10"]) == 0
+    assert "left out: 2" in capsys.readouterr().out
+    with pytest.raises(ConfigError, match="--split"):
+        leaderboard(path, metric="recall@10", split="train")

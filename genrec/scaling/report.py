@@ -13,6 +13,7 @@ sides); "~0" marks an interval that covers zero. `--show` adds more columns, ave
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 
 from genrec.errors import ConfigError, DataError
@@ -102,9 +103,29 @@ def _add_vs(table: list[dict], label_cols: list[str], vs: str, file) -> None:
         t["vs"] = "ref" if ref is t else None if ref is None else welch_interval(t, ref)
 
 
+def split_rows(rows: list[dict], split: str) -> tuple[list[dict], str]:
+    """The rows ranked under --split: "test", "valid" or "all"; "" = the test rows when there are any (a
+    table never ranks validation figures, e.g. a sweep's tuning runs, among test figures by default).
+    Returns (rows, a note on what was left out, or "")."""
+    if split not in ("", "test", "valid", "all"):
+        raise ConfigError(f"--split {split!r}: expected test, valid or all")
+    if split == "all":
+        return rows, ""
+    want = split or ("test" if any(r.get("eval_split") == "test" for r in rows) else "")
+    if not want:
+        return rows, ""
+    kept = [r for r in rows if r.get("eval_split", "test") == want]
+    other = sorted({r.get("eval_split", "") for r in rows} - {want})
+    n = len(rows) - len(kept)
+    note = (f"left out: {n} ok row(s) evaluated on {', '.join(other)} (a sweep's tuning runs are; "
+            f"--split {other[0]} or --split all shows them)") if n else ""
+    return kept, note
+
+
 def leaderboard(file: str | Path, metric: str = "ndcg@10", group: str | list[str] = "", sweep: str = "",
-                vs: str = "", show: str | list[str] = "") -> dict:
-    """Aggregate a leaderboard CSV: {'columns', 'rows' (dicts, best first), 'constant', 'failed'}."""
+                vs: str = "", show: str | list[str] = "", split: str = "") -> dict:
+    """Aggregate a leaderboard CSV: {'columns', 'rows' (dicts, best first), 'constant', 'failed', 'note'}.
+    split: see split_rows."""
     file = Path(file)
     if not file.exists():
         raise ConfigError(f"leaderboard file not found: {file}")
@@ -115,7 +136,8 @@ def leaderboard(file: str | Path, metric: str = "ndcg@10", group: str | list[str
         bad = [c for c in gcols if c not in rows[0]]
         if bad:
             raise ConfigError(f"--group {bad[0]!r}: no such column in {file}")
-    good = ok_rows(rows, metric, sweep)
+    every = ok_rows(rows, metric, sweep)
+    good, note = split_rows(every, split)
     failed = [r for r in rows if r.get("status") == "failed" and (not sweep or r.get("sweep") == sweep)
               and r.get("run_id") not in {g.get("run_id") for g in good}]
     groups = group_rows(good, gcols or None)
@@ -139,6 +161,7 @@ def leaderboard(file: str | Path, metric: str = "ndcg@10", group: str | list[str
         t = {c: g.labels[c] for c in label_cols}
         if compact:
             t["axes"] = " ".join(f"{c}={g.labels[c]}" for c in shown_axes if g.labels[c] not in ("", None))
+        t["point"] = re.sub(r"-s\d+$", "", g.rows[0].get("point", ""))  # its sweep point, without the seed
         t["users"] = g.mean("users_evaluated")
         t.update({"params": g.mean(X_PARAMS), "mean": g.mean(metric),
                   "std": g.std(metric) if len(g.rows) > 1 else math.nan, "n": len(g.rows),
@@ -151,9 +174,11 @@ def leaderboard(file: str | Path, metric: str = "ndcg@10", group: str | list[str
         _add_vs(table, label_cols, vs, file)
     if compact:
         label_cols = [c for c in label_cols if c not in shown_axes] + ["axes"]
+    if len({tuple(str(t[c]) for c in label_cols) for t in table}) < len(table):
+        label_cols = label_cols + ["point"]  # configurations that differ outside the label columns: name them
     return {"columns": label_cols, "rows": table, "constant": constant, "failed": failed, "metric": metric,
-            "extra": extra, "vs": vs, "rows_ok": len(good),
-            "cpu_s": sum(x for r in good for x in (num(r.get("train_time_s")), num(r.get("eval_time_s")))
+            "extra": extra, "vs": vs, "rows_ok": len(every), "note": note,
+            "cpu_s": sum(x for r in every for x in (num(r.get("train_time_s")), num(r.get("eval_time_s")))
                          if math.isfinite(x))}
 
 
@@ -169,9 +194,9 @@ def _fmt_vs(v) -> str:
 
 
 def print_leaderboard(file: str | Path, metric: str = "ndcg@10", group: str = "", sweep: str = "", vs: str = "",
-                      show: str = "") -> list[dict]:
+                      show: str = "", split: str = "") -> list[dict]:
     """Print the ranked table; returns its rows (dicts, best first)."""
-    lb = leaderboard(file, metric, group, sweep, vs, show)
+    lb = leaderboard(file, metric, group, sweep, vs, show, split)
     cols, extra = lb["columns"], lb["extra"]
     tail = ["axes"] if "axes" in cols else []  # free text last, so the numbers stay aligned
     cols = [c for c in cols if c not in tail]
@@ -192,6 +217,8 @@ def print_leaderboard(file: str | Path, metric: str = "ndcg@10", group: str = ""
     print("  ".join(h.ljust(w) for h, w in zip(head, widths)).rstrip())
     for r in lines:
         print("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
+    if lb["note"]:
+        print(lb["note"])
     if lb["failed"]:
         names = sorted({r.get("point") or r.get("run_id") for r in lb["failed"]})
         print(f"failed: {len(lb['failed'])} row(s): " + ", ".join(names[:10]) + (" ..." if len(names) > 10 else ""))
