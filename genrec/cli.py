@@ -146,6 +146,10 @@ def cmd_plot(args) -> int:
 
     for p in plot_file(args.file, out_dir=args.out, metric=args.metric, x=args.x):
         print(p)
+    if args.x != "flops":
+        from genrec.scaling.verdict import print_verdicts
+
+        print_verdicts(args.file, metric=args.metric)
     return 0
 
 

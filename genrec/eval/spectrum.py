@@ -110,6 +110,16 @@ def _seed_counts(n_seeds, n: int) -> list:
     return [int(c) for c in counts]
 
 
+def mean_above(v, se, ns, hi: int, lo: int, tol: float = 0.03, level: float = 0.95, z: float = 2.0) -> bool:
+    """Is mean v[hi] above v[lo] beyond noise: by more than tol x the largest |mean| (tol itself when that is
+    0) and, when standard errors `se` are given, more than noise_threshold of the two (seed counts ns, one per
+    point, None for the fixed z)? The comparison every rule of classify_curve makes."""
+    vmax = float(np.max(v))
+    margin = tol * abs(vmax) if vmax != 0 else tol
+    noise = noise_threshold(se[hi], se[lo], ns[hi], ns[lo], level, z) if se is not None else 0.0
+    return bool(v[hi] - v[lo] > max(margin, noise))
+
+
 def classify_curve(dims, values, tol: float = 0.03, sem=None, n_seeds=None, z: float = 2.0,
                    level: float = 0.95) -> str:
     """Label a metric-vs-dimension curve "double-peak", "collapse", "logarithmic" or "saturating".
@@ -149,8 +159,7 @@ def classify_curve(dims, values, tol: float = 0.03, sem=None, n_seeds=None, z: f
     margin = tol * abs(vmax) if vmax != 0 else tol
 
     def beyond(hi: int, lo: int) -> bool:  # v[hi] above v[lo] beyond noise
-        noise = noise_threshold(se[hi], se[lo], ns[hi], ns[lo], level, z) if sem is not None else 0.0
-        return v[hi] - v[lo] > max(margin, noise)
+        return mean_above(v, se if sem is not None else None, ns, hi, lo, tol, level, z)
 
     n = len(v)
     if _has_double_peak(v, beyond):

@@ -405,6 +405,9 @@ def _run(args) -> int:
     print()
     print_leaderboard(out, metric=args.metric, sweep=sw.name)
     print_fits(out, metric=args.metric, sweep=sw.name)
+    from genrec.scaling.verdict import print_verdicts
+
+    print_verdicts(out, metric=args.metric, sweep=sw.name)
     if not args.no_plot:
         try:
             from genrec.scaling.plots import plot_file
