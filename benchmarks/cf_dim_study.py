@@ -6,8 +6,9 @@
     python benchmarks/cf_dim_study.py --only 'mf_bpr-plain-*' --max-minutes 30   # any `genrec sweep` option
     python benchmarks/cf_dim_study.py --plot-only     # redraw plots / labels from the CSV
     python benchmarks/cf_dim_study.py --sweep configs/sweeps/cf_dim_ml100k_neumf_sgl.yaml   # claim 6's NeuMF + SGL
-    python benchmarks/cf_dim_study.py --claim6        # the four plain ML-100K curves in one figure:
-                                                      # benchmarks/results/cf_dim_ml100k_plain_models.png
+    python benchmarks/cf_dim_study.py --claim6        # the four plain ML-100K curves in one figure, the
+                                                      # fine dims of cf_dim_ml100k_fine.csv merged in, with
+                                                      # labels: cf_dim_ml100k_plain_models.png / _labels.json
 
 Runs `genrec sweep --sweep <file> --out benchmarks/results/<its name:>.csv [options]` (resumes: a
 point with an ok row is skipped), then genrec.scaling.dimstudy.plot_dim_study on the CSV. The sweep
@@ -32,8 +33,8 @@ def main(argv: list[str] | None = None) -> int:
         from genrec.scaling.dimstudy import plot_dim_curves
 
         res = REPO / "benchmarks" / "results"
-        print(plot_dim_curves([res / "cf_dim_ml100k_cpu.csv", res / "cf_dim_ml100k_neumf_sgl.csv"],
-                              res / "cf_dim_ml100k_plain_models.png")[0])
+        files = [res / f"{n}.csv" for n in ("cf_dim_ml100k_cpu", "cf_dim_ml100k_neumf_sgl", "cf_dim_ml100k_fine")]
+        print(plot_dim_curves([f for f in files if f.exists()], res / "cf_dim_ml100k_plain_models.png")[0])
         return 0
     stem = "cf_dim_ml1m" if "--ml1m" in argv else "cf_dim_ml100k_cpu" if "--cpu" in argv else "cf_dim_ml100k"
     argv = [a for a in argv if a not in ("--ml1m", "--cpu")]

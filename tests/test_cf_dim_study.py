@@ -113,19 +113,27 @@ def test_plot_dim_curves_draws_one_variant_from_several_csvs(tmp_path):
     from genrec.scaling.leaderboard import columns
 
     paths = []
-    for stem, model in (("a_study", "mf_bpr"), ("b_study", "neumf")):
+    # the fine file holds MF-BPR's dims in between (its own sweep); SGL stops at 64 where its file goes to 256
+    for stem, curves in (("a_study", {"mf_bpr": (4, 16, 64)}),
+                         ("b_study", {"neumf": (4, 16, 64, 256), "sgl": (4, 16, 64)}),
+                         ("fine", {"mf_bpr": (8, 32)})):
         p = tmp_path / f"{stem}.csv"
         with open(p, "w", newline="") as f:
             w = _csv.DictWriter(f, fieldnames=columns())
             w.writeheader()
-            for d in (4, 16, 64):
-                for s in range(3):
-                    w.writerow({**{c: "" for c in columns()}, "status": "ok", "sweep": stem, "model": model,
-                                "cf_variant": "plain", "cf_dim": d, "ndcg@10": 0.01 * d ** 0.5 + 0.001 * s,
-                                "dataset": "ml-100k", "extra": "{}"})
+            for model, dims in curves.items():
+                for d in dims:
+                    for s in range(3):
+                        w.writerow({**{c: "" for c in columns()}, "status": "ok", "sweep": stem, "model": model,
+                                    "cf_variant": "plain", "cf_dim": d, "ndcg@10": 0.01 * d ** 0.5 + 0.001 * s,
+                                    "dataset": "ml-100k", "extra": "{}"})
         paths.append(p)
     out, drawn = plot_dim_curves(paths, tmp_path / "plain.png")
-    assert drawn == ["mf_bpr", "neumf"] and out.stat().st_size > 5000
+    assert drawn == ["mf_bpr", "neumf", "sgl"] and out.stat().st_size > 5000  # one MF curve from two files
+    labels = json.loads((tmp_path / "plain_labels.json").read_text())
+    assert labels["mf_bpr/plain"]["dims"] == [4, 8, 16, 32, 64] and labels["mf_bpr/plain"]["label"] == "logarithmic"
+    assert labels["neumf/plain"]["label"] is not None
+    assert labels["sgl/plain"]["label"] is None and "256" in labels["sgl/plain"]["label_reason"]
 
 
 def test_unfinished_curve_gets_no_label():
@@ -135,3 +143,26 @@ def test_unfinished_curve_gets_no_label():
     assert curve_label([4, 16, 64], by_dim, None)["label"] is not None
     entry = curve_label([4, 16, 64], by_dim, None, missing=[256, 1024])
     assert entry["label"] is None and "256, 1024" in entry["label_reason"]
+
+
+def test_fine_dims_share_the_study_settings():
+    """cf_dim_ml100k_fine.yaml adds dims {8, 32, 128, 512} to MF-BPR and NeuMF: every point must be the study's
+    point apart from cf.dim (base config, tuning grid, seeds, NeuMF tower), or the merged curves mix protocols."""
+    from genrec.config import to_dict
+    from genrec.scaling.sweep import load_sweep
+
+    def flat(d, pre=""):
+        out = {}
+        for k, v in d.items():
+            out.update(flat(v, f"{pre}{k}.") if isinstance(v, dict) else {f"{pre}{k}": v})
+        return out
+
+    sweeps = REPO / "configs" / "sweeps"
+    fine = load_sweep(sweeps / "cf_dim_ml100k_fine.yaml").points
+    study = {p.name: p for f in ("cf_dim_ml100k_cpu", "cf_dim_ml100k_neumf_sgl")
+             for p in load_sweep(sweeps / f"{f}.yaml").points}
+    assert sorted({p.cfg.cf.dim for p in fine}) == [8, 32, 128, 512] and len(fine) == 2 * 4 * 3
+    for p in fine:
+        ref = study[p.name.replace(f"dim{p.cfg.cf.dim}-", "dim4-")]
+        a, b = flat(to_dict(p.cfg)), flat(to_dict(ref.cfg))
+        assert {k for k in a.keys() | b.keys() if a.get(k) != b.get(k)} == {"cf.dim"} and p.tune == ref.tune

@@ -144,7 +144,11 @@ def plot_dim_curves(csv_paths: list[str | Path], out_path: str | Path, variant: 
                     metric: str = "ndcg@10") -> tuple[Path, list[str]]:
     """One figure with the `variant` curves of several dimension-study CSVs (each read for its own sweep,
     the CSV's stem), e.g. the four plain models of claim 6: MF-BPR and LightGCN from cf_dim_ml100k_cpu.csv,
-    NeuMF and SGL from cf_dim_ml100k_neumf_sgl.csv. Mean +- std over seeds. Returns (png, curves drawn)."""
+    NeuMF and SGL from cf_dim_ml100k_neumf_sgl.csv, and the dims in between for MF-BPR and NeuMF from
+    cf_dim_ml100k_fine.csv. A model's rows from several files make one curve (the files must share their
+    settings apart from the dims: the sweep files say so). Mean +- std over seeds. Each curve gets its
+    label (curve_label; a curve lacking a dim that its own files have elsewhere is unfinished), written to
+    <out stem>_labels.json and printed. Returns (png, curves drawn)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -152,20 +156,39 @@ def plot_dim_curves(csv_paths: list[str | Path], out_path: str | Path, variant: 
 
     from genrec.scaling.leaderboard import read_rows
 
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    dataset, drawn = "?", []
+    merged: dict = defaultdict(lambda: defaultdict(list))
+    conv: dict = defaultdict(lambda: [0, 0])
+    files_of: dict = defaultdict(list)  # model -> the files it has rows in
+    file_dims: dict = {}
+    dataset = "?"
     for path in csv_paths:
         rows = read_rows(path)
         stem = Path(path).stem
         dataset = next((r["dataset"] for r in rows if r.get("sweep") == stem and r.get("dataset")), dataset)
-        for (model, var), by_dim in sorted(aggregate(rows, metric, stem).items()):
+        agg = aggregate(rows, metric, stem)
+        file_dims[stem] = {d for v in agg.values() for d in v}
+        for (model, var), by_dim in agg.items():
             if var != variant:
                 continue
-            dims = np.array(sorted(by_dim))
-            seeds = min(len(by_dim[d]) for d in dims)
-            ax.errorbar(dims, [np.mean(by_dim[d]) for d in dims], yerr=[np.std(by_dim[d]) for d in dims], ms=3,
-                        capsize=2, label=f"{model} (>= {seeds} seeds)", **curve_style(model, "plain"))
-            drawn.append(model)
+            files_of[model].append(stem)
+            for d, vals in by_dim.items():
+                merged[model][d] += vals
+            share = converged_share(rows, stem).get((model, var))
+            if share:
+                conv[model][0] += share[0]
+                conv[model][1] += share[1]
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    drawn, labels = [], {}
+    for model, by_dim in sorted(merged.items()):
+        dims = np.array(sorted(by_dim))
+        seeds = min(len(by_dim[d]) for d in dims)
+        ax.errorbar(dims, [np.mean(by_dim[d]) for d in dims], yerr=[np.std(by_dim[d]) for d in dims], ms=3,
+                    capsize=2, label=f"{model} (>= {seeds} seeds)", **curve_style(model, "plain"))
+        drawn.append(model)
+        if len(dims) >= 3:
+            missing = sorted({d for f in files_of[model] for d in file_dims[f]} - set(by_dim))
+            labels[f"{model}/{variant}"] = curve_label(dims, by_dim, tuple(conv[model]) if conv[model][1] else None,
+                                                       missing)
     ax.set_xscale("log", base=2)
     ax.set_xlabel("embedding dimension")
     ax.set_ylabel(f"{metric} (test)")
@@ -176,4 +199,8 @@ def plot_dim_curves(csv_paths: list[str | Path], out_path: str | Path, variant: 
     out = Path(out_path)
     fig.savefig(out, dpi=120)
     plt.close(fig)
+    out.with_name(f"{out.stem}_labels.json").write_text(json.dumps(labels, indent=1))
+    for k, v in labels.items():
+        points = " ".join(f"{d}:{m:.4f}" for d, m in zip(v["dims"], v["mean"]))
+        print(f"{k:28s} {str(v['label']):12s} {points}" + ("" if v["label"] else f"  ({v['label_reason']})"))
     return out, drawn
