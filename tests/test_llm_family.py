@@ -94,6 +94,22 @@ def test_token_count_by_hand():
     assert compute_counts(config, counter) == {"train_tokens": 5, "n_layers": 3, "d_attn": 32, "context": 1.8}
 
 
+def test_batch_stream_is_positional_so_short_epochs_repeat_one_long_one():
+    """llm.steps_per_epoch: 10 epochs of 15 steps draw exactly the batches of one epoch of 150 (the stream is
+    positional over seeded permutations), so splitting a run into short epochs only adds checkpoints."""
+    from genrec.models.llm.family import batch_stream
+
+    def rows(spe: int, epochs: int) -> list:
+        counter = {"tokens": 0, "targets": 0, "attended": 0}
+        collate = lambda b: {"input_ids": np.asarray(b)[:, None], "attention_mask": np.ones((len(b), 1), int),  # noqa: E731
+                             "labels": np.ones((len(b), 1), int), "soft_items": np.zeros((len(b), 1), int)}
+        make = batch_stream(collate, 37, 8, spe, 3, False, counter)
+        return [int(i) for e in range(epochs) for b in make(e) for i in b["input_ids"][:, 0]]
+
+    one = rows(150, 1)
+    assert len(one) == 1200 and rows(15, 10) == one and sorted(one[:37]) == list(range(37))
+
+
 def test_k_above_beams_is_a_config_error(make_cfg, tiny_folder):
     from genrec.pipeline import run_point
 
