@@ -304,6 +304,8 @@ def test_compare_pairs_users_across_seeds_and_finds_rank_files(make_cfg, tmp_pat
     with pytest.raises(DataError, match="no per-user ranks"):
         paired_difference(csv_path, "popularity-*", "random-*")
     assert paired_difference(csv_path, "popularity-*", "random-*", dirs=[flat])["diff"] == pytest.approx(r["diff"])
+    with pytest.raises(DataError, match="leaderboard file not found"):
+        paired_difference(tmp_path / "nope.csv", "popularity-*", "random-*")
     with pytest.raises(DataError, match="no ok row has a point matching --b"):
         paired_difference(csv_path, "popularity-*", "nope-*", dirs=[flat])
     assert cli_main(["compare", str(csv_path), "--a", "popularity-*", "--b", "nope-*"]) == 2  # one line, no trace

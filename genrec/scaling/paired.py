@@ -63,6 +63,8 @@ def paired_difference(file: str | Path, a: str, b: str, metric: str = "recall@10
         raise DataError(f"--metric {metric}: expected recall@K, ndcg@K or mrr@K")
     if (c is None) != (d is None):
         raise DataError("--c and --d go together: the contrast is (a - b) - (c - d)")
+    if not Path(file).is_file():
+        raise DataError(f"leaderboard file not found: {file}")
     rows = [r for r in read_rows(file) if r.get("status") == "ok"]
     globs = {"a": a, "b": b, **({"c": c, "d": d} if c is not None else {})}
     sides = {}

@@ -117,8 +117,9 @@ def split_rows(rows: list[dict], split: str) -> tuple[list[dict], str]:
     kept = [r for r in rows if r.get("eval_split", "test") == want]
     other = sorted({r.get("eval_split", "") for r in rows} - {want})
     n = len(rows) - len(kept)
-    note = (f"left out: {n} ok row(s) evaluated on {', '.join(other)} (a sweep's tuning runs are; "
-            f"--split {other[0]} or --split all shows them)") if n else ""
+    why = " (a sweep's tuning runs are)" if "valid" in other else ""
+    note = (f"left out: {n} ok row(s) evaluated on {', '.join(other)}{why}; --split {other[0]} or --split all "
+            f"shows them") if n else ""
     return kept, note
 
 
