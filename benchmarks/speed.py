@@ -17,6 +17,8 @@ Sections (ours vs reference, same inputs and weights):
   sasrec   SASRec epoch time on ML-1M vs RecBole's published 17.78 s/epoch (TITAN RTX)
   malloc   CF training time (MF-BPR d=1024, LightGCN d=2048 on ML-100K) with genrec's allocator setting vs
            glibc's defaults, each in a fresh `genrec run` process (genrec.runtime.tune_cpu_malloc)
+  spmm     LightGCN / SGL training time with the symmetric propagation backward vs PyTorch's CSR backward,
+           each in a fresh `genrec run` process (genrec.models.cf.lightgcn.SYMMETRIC_BACKWARD)
 
 Timing: warm-up, then the median of repeats (CUDA events on a GPU, perf_counter on the CPU). The table
 (section, case, ours, reference, unit, ratio, precision, device, note) is printed and written as CSV to --out
@@ -51,18 +53,20 @@ import torch  # noqa: E402
 from speed_common import COLUMNS, Bench, Row  # noqa: E402
 
 log = logging.getLogger("genrec.speed")
-SECTIONS = ["decode", "train", "rank", "quant", "encoder", "sasrec", "malloc"]
+SECTIONS = ["decode", "train", "rank", "quant", "encoder", "sasrec", "malloc", "spmm"]
 
 
 def section_fns() -> dict:
     import speed_decode
     import speed_malloc
     import speed_rank
+    import speed_spmm
     import speed_train
 
     return {"decode": speed_decode.run, "train": speed_train.sid_train_section, "rank": speed_rank.rank_section,
             "quant": speed_rank.quant_section, "encoder": speed_rank.encoder_section,
-            "sasrec": speed_train.sasrec_section, "malloc": speed_malloc.malloc_section}
+            "sasrec": speed_train.sasrec_section, "malloc": speed_malloc.malloc_section,
+            "spmm": speed_spmm.spmm_section}
 
 
 class PrecisionLog:

@@ -208,3 +208,26 @@ def test_neumf_full_ranking_scores_equal_its_pair_logits():
             users = torch.tensor([0, 4, 6, 2])
             ref = m.pair_logits(users, torch.arange(23))
             assert torch.allclose(m.score(users, None), ref, atol=1e-5)
+
+
+@pytest.mark.parametrize("keep_share", [1.0, 0.9])  # the full graph, and an SGL edge-dropout view
+def test_propagation_backward_uses_the_symmetric_adjacency(monkeypatch, keep_share):
+    """LightGCN / SGL propagation: the adjacency is symmetric, and the custom backward (A @ grad, no
+    transpose) gives PyTorch's own gradient."""
+    import genrec.models.cf.lightgcn as lg
+
+    g = torch.Generator().manual_seed(0)
+    users, items = torch.randint(0, 30, (300,), generator=g), torch.randint(0, 50, (300,), generator=g)
+    adj = lg.normalized_adjacency(users, items, 30, 50, torch.rand(300, generator=g) < keep_share)
+    dense = adj.to_dense()
+    assert torch.equal(dense, dense.T)
+    x = torch.randn(80, 8, generator=g, dtype=torch.float64).float()
+    grads = []
+    for symmetric in (True, False):
+        monkeypatch.setattr(lg, "SYMMETRIC_BACKWARD", symmetric)
+        xx = x.clone().requires_grad_(True)
+        out = lg.propagate(adj, xx, 3)
+        (out * torch.arange(out.numel()).reshape(out.shape).float().sin()).sum().backward()
+        grads.append((out.detach(), xx.grad))
+    assert torch.allclose(grads[0][0], grads[1][0]) and torch.allclose(grads[0][1], grads[1][1], atol=1e-6)
+    assert grads[0][1].abs().sum() > 0

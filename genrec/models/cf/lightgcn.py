@@ -33,13 +33,34 @@ def normalized_adjacency(users: torch.Tensor, items: torch.Tensor, n_users: int,
         return torch.sparse_coo_tensor(torch.stack([rows, cols]), vals, (n, n)).coalesce().to_sparse_csr()
 
 
+# The normalised adjacency is symmetric (both directions of every edge, weight dinv[u] dinv[i] each way), so
+# the gradient of A @ x is A @ grad. PyTorch's own backward of a CSR product builds A's transpose on every
+# call, which costs more than the product itself at small widths (an ML-1M LightGCN step at d=64: 6.7x
+# slower). Module switch for the benchmark (benchmarks/speed_spmm.py), not a setting.
+SYMMETRIC_BACKWARD = True
+
+
+class _SymmetricSpMM(torch.autograd.Function):
+    """adj @ x for a symmetric sparse adj, with the backward adj @ grad (no transpose)."""
+
+    @staticmethod
+    def forward(ctx, adj: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        ctx.adj = adj
+        return torch.sparse.mm(adj, x)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        return None, torch.sparse.mm(ctx.adj, grad)
+
+
 def propagate(adj: torch.Tensor, emb: torch.Tensor, layers: int) -> torch.Tensor:
-    """Mean of the layer outputs; the sparse products run in fp32 (sparse CSR matmul has no bf16
-    kernel on the CPU, and autocast would ask for one)."""
+    """Mean of the layer outputs over a symmetric adjacency (normalized_adjacency); the sparse products
+    run in fp32 (sparse CSR matmul has no bf16 kernel on the CPU, and autocast would ask for one)."""
+    spmm = _SymmetricSpMM.apply if SYMMETRIC_BACKWARD else torch.sparse.mm
     with torch.autocast(emb.device.type, enabled=False):
         out = x = emb.float()
         for _ in range(layers):
-            x = torch.sparse.mm(adj, x)
+            x = spmm(adj, x)
             out = out + x
     return out / (layers + 1)
 
