@@ -16,7 +16,7 @@ seeds, 95% percentile bootstrap over users). The rules, fixed before any LLM row
   the same comparisons on ndcg@10 are printed beside them but do not decide the verdict.
 
 Also printed (no verdict): LoRA rank 64 vs 8 and SID tokens vs titles on SmolLM2, and the best LLM point
-against each reference (popularity, MF-BPR, SASRec, the SID recommender "l", same users). Writes
+against each reference (popularity, MF-BPR, SASRec, LightGCN, the SID recommender "l", same users). Writes
 <file stem>_compare.json and the compute-frontier plot <file stem>_flops.png next to the file.
 
 --collect copies each ok row's per-user ranks (user_ranks_<run id>.npz from its run folder, or from the
@@ -51,7 +51,7 @@ OTHERS = {
     "rank64_vs_8": ("smollm2-plain-r64-*", "smollm2-plain-r8-*"),
     "sid_tokens_vs_titles": ("smollm2-sid-r8-*", "smollm2-plain-r8-*"),
 }
-REFS = ("ref-popularity-*", "ref-mf_bpr-*", "ref-sasrec-*", "ref-sid-l-*")
+REFS = ("ref-popularity-*", "ref-mf_bpr-*", "ref-sasrec-*", "ref-lightgcn-*", "ref-sid-l-*")
 
 
 def verdict(ci: list[float]) -> str:
