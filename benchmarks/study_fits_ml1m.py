@@ -7,7 +7,7 @@ the same 2,000 test users), one row per run id, goes to benchmarks/results/front
 column set to "study_ml1m", so a configuration met in two sweeps is one line), then
 `genrec plot benchmarks/results/frontier_ml1m.csv --x flops` draws frontier_ml1m_flops.png.
 
-Reads the rows without injection of benchmarks/results/sid_{encoder,inject,quantizer}_ml1m.csv (one
+Reads the rows without injection of benchmarks/results/sid_{encoder,inject,quantizer,recsize}_ml1m.csv (one
 row per run id) and fits recall@10 against three sizes per row:
   N_RS  the recommender's non-embedding parameters (the row's params_non_embedding);
   N_LLM the frozen text encoder's parameters (ENCODER_PARAMS: counted from the safetensors headers of
@@ -18,7 +18,8 @@ row per run id) and fits recall@10 against three sizes per row:
 Fits (genrec.scaling.fit, which reports a parameter the data cannot pin as "not identified"):
   joint:     R = R0 - A/(N_RS + g1 N_LLM + g2 N_QT)^a - B/N_RS^b   (arXiv 2509.25522) over all rows;
   encoder:   R = R0 - A/N_LLM^a over the encoder sweep (RQ-VAE 3 x 256, recommender "m");
-  quantizer: R = R0 - A/N_QT^a over the RQ-VAE rows of the quantizer sweep (MPNet, recommender "m").
+  quantizer: R = R0 - A/N_QT^a over the RQ-VAE rows of the quantizer sweep (MPNet, recommender "m");
+  recommender: R = R0 - A/N_RS^a over the recommender-size sweep (MPNet, RQ-VAE 3 x 256; claim 1 on ML-1M).
 """
 from __future__ import annotations
 
@@ -36,7 +37,7 @@ from genrec.scaling.fit import fit_law  # noqa: E402
 from genrec.scaling.leaderboard import append_row, read_rows  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
-FILES = ("sid_encoder_ml1m.csv", "sid_inject_ml1m.csv", "sid_quantizer_ml1m.csv")
+FILES = ("sid_encoder_ml1m.csv", "sid_inject_ml1m.csv", "sid_quantizer_ml1m.csv", "sid_recsize_ml1m.csv")
 ENCODER_PARAMS = {"minilm-l6": 22_713_728, "mpnet-base": 109_486_978, "smollm2-135m": 134_515_008,
                   "gemma3-270m": 268_098_176}
 
@@ -56,9 +57,9 @@ def quantizer_params(row: dict) -> int:
     return mlp + levels * k * latent
 
 
-def load_rows() -> list[dict]:
+def load_rows(files: tuple[str, ...] = FILES) -> list[dict]:
     rows, seen = [], set()
-    for name in FILES:
+    for name in files:
         path = RESULTS / name
         if not path.exists():
             continue
@@ -119,9 +120,13 @@ def main(argv: list[str] | None = None) -> int:
     enc = [r for r in rows if r["_file"] == "sid_encoder_ml1m.csv"]
     qt = [r for r in rows if r["_file"] == "sid_quantizer_ml1m.csv" and r["quantizer"] == "rqvae"]
     qt += [r for r in rows if r["_file"] == "sid_encoder_ml1m.csv" and r["encoder"] == "mpnet-base"]  # 3 x 256
+    rs = [r for r in rows if r["_file"] == "sid_recsize_ml1m.csv"]
+    rs += [r for r in load_rows(("sid_inject_ml1m.csv",)) if r["point"].split("-")[0] in ("xs", "m")
+           and r["run_id"] not in {x["run_id"] for x in rs}]  # xs and m of the size sweep are these runs
     fits = {"joint": _fit(rows, "joint", "", args.n_boot),
             "encoder": _fit(enc, "power", "_n_llm", args.n_boot),
-            "quantizer": _fit(qt, "power", "_n_qt", args.n_boot)}
+            "quantizer": _fit(qt, "power", "_n_qt", args.n_boot),
+            "recommender": _fit(rs, "power", "_n_rs", args.n_boot)}
     points = [{"file": r["_file"], "point": r["point"], "n_rs": r["_n_rs"], "n_llm": r["_n_llm"], "n_qt": r["_n_qt"],
                "recall@10": r["_y"]} for r in rows]
     Path(args.out).write_text(json.dumps({"metric": "recall@10", "fits": fits, "points": points}, indent=1))
