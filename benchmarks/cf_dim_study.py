@@ -6,6 +6,7 @@
     python benchmarks/cf_dim_study.py --only 'mf_bpr-plain-*' --max-minutes 30   # any `genrec sweep` option
     python benchmarks/cf_dim_study.py --plot-only     # redraw plots / labels from the CSV
     python benchmarks/cf_dim_study.py --sweep configs/sweeps/cf_dim_ml100k_neumf_sgl.yaml   # claim 6's NeuMF + SGL
+    python benchmarks/cf_dim_study.py --tuning-report # per tuning-grid key: how much it moved validation ndcg@10
     python benchmarks/cf_dim_study.py --claim6        # the four plain ML-100K curves in one figure, the
                                                       # fine dims of cf_dim_ml100k_fine.csv merged in, with
                                                       # labels: cf_dim_ml100k_plain_models.png / _labels.json
@@ -29,6 +30,16 @@ def main(argv: list[str] | None = None) -> int:
     from genrec.scaling.runner import main as sweep
 
     argv = list(sys.argv[1:] if argv is None else argv)
+    if "--tuning-report" in argv:  # did each key of the tuning grid move the validation metric?
+        from genrec.scaling.leaderboard import read_rows
+        from genrec.scaling.tune import grid_effects
+
+        for f in sorted((REPO / "benchmarks" / "results").glob("cf_dim_*.csv")):
+            for key, e in grid_effects(read_rows(f), "ndcg@10").items():
+                print(f"{f.name}: {key}: {e['sets']} sets of tuning runs differing in it alone, {e['equal']} with "
+                      f"equal validation ndcg@10 (4 decimals); spread median {100 * e['median_rel']:.2f}%, "
+                      f"max {100 * e['max_rel']:.1f}% of the value")
+        return 0
     if "--claim6" in argv:
         from genrec.scaling.dimstudy import plot_dim_curves
 

@@ -170,3 +170,24 @@ def test_tuned_sweep_trains_end_to_end(tmp_path):
     seed0 = next(json.loads(r["extra"]) for r in rows if r["sweep"] == "tn" and r["seed"] == "0")
     assert "resumed" in seed0  # same training identity as the chosen tuning run: evaluated, not retrained
     assert main(argv) == 0 and len(read_rows(out)) == 4
+
+
+def test_grid_effects_say_which_tuning_key_moved_the_metric():
+    from genrec.scaling.tune import grid_effects
+
+    grid = {"train.lr": [0.01, 0.003], "cf.reg": [0.0, 1e-4]}
+    rows = [{"status": "ok", "sweep": "s", "point": "mf-dim4-s1", "extra": json.dumps({"tune_grid": grid}),
+             "config": "{}", "ndcg@10": "0.1"}]
+    for dim in (4, 16):
+        for lr in grid["train.lr"]:
+            for reg in grid["cf.reg"]:
+                value = 0.05 + (0.01 if lr == 0.01 else 0.0) + (0.001 * dim / 16 if reg else 0.0)
+                rows.append({"status": "ok", "sweep": "s/tune", "point": f"mf-dim{dim}-tune-lr{lr}-reg{reg}",
+                             "extra": "{}", "ndcg@10": str(value),
+                             "config": json.dumps({"train": {"lr": lr}, "cf": {"reg": reg}})})
+    eff = grid_effects(rows, "ndcg@10")
+    assert eff["train.lr"]["sets"] == 4 and eff["train.lr"]["equal"] == 0
+    assert eff["cf.reg"]["sets"] == 4 and eff["cf.reg"]["equal"] == 0
+    assert eff["cf.reg"]["max_rel"] == pytest.approx(0.001 / 0.051)  # dim 16 at lr 0.003: 0.050 vs 0.051
+    assert eff["train.lr"]["median_rel"] > 0.1
+    assert grid_effects(rows[:1], "ndcg@10") == {}

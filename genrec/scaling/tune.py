@@ -195,3 +195,37 @@ def plan_note(points: list) -> str:
     spec = next(iter(grouped.values()))[0].tune
     return (f"  tuning: {len(grouped)} group(s) x grid {spec['grid']} = {n} validation runs (seed {spec['seed']}, "
             f"{spec['metric']}) before their points; a tuned point's run id is known only once tuned")
+
+
+def grid_effects(rows: list[dict], metric: str) -> dict[str, dict]:
+    """Did each key of a sweep's tuning grid matter? For every key: the tuning runs (ok rows of a `<name>/tune`
+    sweep) that differ in that key alone (same point group, same other grid values) form a set; per set, the
+    spread (max - min) of the validation `metric`, relative to its max. Returns {key: {sets, equal (spread
+    below 0.5e-4 absolute, i.e. equal to 4 decimals), median_rel, max_rel}}; {} without tuning rows."""
+    import json
+    from statistics import median
+
+    grid = next((json.loads(r.get("extra") or "{}").get("tune_grid") for r in rows
+                 if json.loads(r.get("extra") or "{}").get("tune_grid")), None)
+    tune = [r for r in rows if r.get("status") == "ok" and r.get("sweep", "").endswith(TUNE_SUFFIX)]
+    if not grid or not tune:
+        return {}
+
+    def value(cfg: dict, key: str):
+        for part in key.split("."):
+            cfg = cfg.get(part, {}) if isinstance(cfg, dict) else {}
+        return json.dumps(cfg)
+
+    out = {}
+    for key in grid:
+        sets: dict[tuple, list[float]] = {}
+        for r in tune:
+            cfg = json.loads(r["config"])
+            others = tuple(value(cfg, k) for k in grid if k != key)
+            sets.setdefault((r["point"].split("-tune-")[0], others), []).append(float(r[metric]))
+        spreads = [(max(v) - min(v), (max(v) - min(v)) / max(v) if max(v) else 0.0) for v in sets.values()
+                   if len(v) > 1]
+        if spreads:
+            out[key] = {"sets": len(spreads), "equal": sum(a < 0.5e-4 for a, _ in spreads),
+                        "median_rel": median(r for _, r in spreads), "max_rel": max(r for _, r in spreads)}
+    return out
