@@ -182,8 +182,9 @@ def plot_dim_curves(csv_paths: list[str | Path], out_path: str | Path, variant: 
     for model, by_dim in sorted(merged.items()):
         dims = np.array(sorted(by_dim))
         seeds = min(len(by_dim[d]) for d in dims)
+        style = {**curve_style(model, "plain"), "color": f"C{len(drawn) % 10}"}  # one colour per model here
         ax.errorbar(dims, [np.mean(by_dim[d]) for d in dims], yerr=[np.std(by_dim[d]) for d in dims], ms=3,
-                    capsize=2, label=f"{model} (>= {seeds} seeds)", **curve_style(model, "plain"))
+                    capsize=2, label=f"{model} (>= {seeds} seeds)", **style)
         drawn.append(model)
         if len(dims) >= 3:
             missing = sorted({d for f in files_of[model] for d in file_dims[f]} - set(by_dim))
