@@ -81,6 +81,9 @@ def peak_memory_mb(device: torch.device) -> float:
 _MALLOC_TUNED = False
 
 
+MALLOC_MMAP_THRESHOLD = 128 * 2**20
+
+
 def tune_cpu_malloc() -> bool:
     """Keep freed memory in the process instead of handing it back to the kernel after every step (glibc only).
 
@@ -101,9 +104,12 @@ def tune_cpu_malloc() -> bool:
 
         libc = ctypes.CDLL("libc.so.6")
         m_trim_threshold, m_top_pad, m_mmap_threshold = -1, -2, -3  # malloc.h
-        ok = libc.mallopt(m_mmap_threshold, 2**30) == 1  # tensors up to 1 GiB come from the reusable heap
-        ok &= libc.mallopt(m_trim_threshold, 2**31 - 1) == 1
-        ok &= libc.mallopt(m_top_pad, 256 * 2**20) == 1
+        # tensors up to 128 MiB (a [8192, 2048] fp32 batch of rows is 64 MiB) come from the reusable heap; larger
+        # ones stay mmap'd: with a 1 GiB threshold, an LLM's variable-size [targets, 262k-vocab] logits (~0.7 GiB
+        # a step for Gemma-3) fragmented the heap until the run was killed for memory (22 GiB in 45 steps)
+        ok = libc.mallopt(m_mmap_threshold, MALLOC_MMAP_THRESHOLD) == 1
+        ok &= libc.mallopt(m_trim_threshold, 2 * MALLOC_MMAP_THRESHOLD) == 1  # give back a free top above 256 MiB
+        ok &= libc.mallopt(m_top_pad, 64 * 2**20) == 1
     except (OSError, AttributeError):  # not glibc (musl, macOS): leave the allocator alone
         return False
     _MALLOC_TUNED = bool(ok)
