@@ -57,17 +57,21 @@ def quantizer_params(row: dict) -> int:
     return mlp + levels * k * latent
 
 
-def load_rows(files: tuple[str, ...] = FILES) -> list[dict]:
-    rows, seen = [], set()
-    for name in files:
+def load_rows() -> list[dict]:
+    """One row per run id; `_file` is the first file it is in, `_files` every file (sweeps share runs)."""
+    rows, seen = [], {}
+    for name in FILES:
         path = RESULTS / name
         if not path.exists():
             continue
         for r in read_rows(path):
-            if r["status"] != "ok" or r["inject"] != "none" or r["run_id"] in seen:
+            if r["status"] != "ok" or r["inject"] != "none":
                 continue
-            seen.add(r["run_id"])
-            r["_file"] = name
+            if r["run_id"] in seen:
+                seen[r["run_id"]]["_files"].add(name)
+                continue
+            seen[r["run_id"]] = r
+            r["_file"], r["_files"] = name, {name}
             r["_n_rs"] = float(r["params_non_embedding"])
             r["_n_llm"] = float(ENCODER_PARAMS[r["encoder"]])
             r["_n_qt"] = float(quantizer_params(r))
@@ -120,9 +124,7 @@ def main(argv: list[str] | None = None) -> int:
     enc = [r for r in rows if r["_file"] == "sid_encoder_ml1m.csv"]
     qt = [r for r in rows if r["_file"] == "sid_quantizer_ml1m.csv" and r["quantizer"] == "rqvae"]
     qt += [r for r in rows if r["_file"] == "sid_encoder_ml1m.csv" and r["encoder"] == "mpnet-base"]  # 3 x 256
-    rs = [r for r in rows if r["_file"] == "sid_recsize_ml1m.csv"]
-    rs += [r for r in load_rows(("sid_inject_ml1m.csv",)) if r["point"].split("-")[0] in ("xs", "m")
-           and r["run_id"] not in {x["run_id"] for x in rs}]  # xs and m of the size sweep are these runs
+    rs = [r for r in rows if "sid_recsize_ml1m.csv" in r["_files"]]  # its xs and m are runs of other sweeps
     fits = {"joint": _fit(rows, "joint", "", args.n_boot),
             "encoder": _fit(enc, "power", "_n_llm", args.n_boot),
             "quantizer": _fit(qt, "power", "_n_qt", args.n_boot),

@@ -79,9 +79,7 @@ def peak_memory_mb(device: torch.device) -> float:
 
 
 _MALLOC_TUNED = False
-
-
-MALLOC_MMAP_THRESHOLD = 128 * 2**20
+MALLOC_MMAP_THRESHOLD = 128 * 2**20  # see tune_cpu_malloc
 
 
 def tune_cpu_malloc() -> bool:

@@ -131,11 +131,16 @@ def plot_dim_study(csv_path: str | Path, out_dir: str | Path | None = None) -> d
         plt.close(fig)
         print(out_dir / fname)
     (out_dir / f"{stem}_labels.json").write_text(json.dumps(labels, indent=1))
+    print_labels(labels)
+    return labels
+
+
+def print_labels(labels: dict) -> None:
+    """One line per curve: label (or why none), converged share, mean per dim."""
     for k, v in labels.items():
         share = "" if v["converged_share"] is None else f"conv {v['converged']}/{v['converged_of']} "
         points = " ".join(f"{d}:{m:.4f}" for d, m in zip(v["dims"], v["mean"]))
-        print(f"{k:28s} {str(v['label']):12s} {share}{points}")
-    return labels
+        print(f"{k:28s} {str(v['label']):12s} {share}{points}" + ("" if v["label"] else f"  ({v['label_reason']})"))
 
 
 
@@ -165,7 +170,7 @@ def plot_dim_curves(csv_paths: list[str | Path], out_path: str | Path, variant: 
         rows = read_rows(path)
         stem = Path(path).stem
         dataset = next((r["dataset"] for r in rows if r.get("sweep") == stem and r.get("dataset")), dataset)
-        agg = aggregate(rows, metric, stem)
+        agg, shares = aggregate(rows, metric, stem), converged_share(rows, stem)
         file_dims[stem] = {d for v in agg.values() for d in v}
         for (model, var), by_dim in agg.items():
             if var != variant:
@@ -173,7 +178,7 @@ def plot_dim_curves(csv_paths: list[str | Path], out_path: str | Path, variant: 
             files_of[model].append(stem)
             for d, vals in by_dim.items():
                 merged[model][d] += vals
-            share = converged_share(rows, stem).get((model, var))
+            share = shares.get((model, var))
             if share:
                 conv[model][0] += share[0]
                 conv[model][1] += share[1]
@@ -201,7 +206,5 @@ def plot_dim_curves(csv_paths: list[str | Path], out_path: str | Path, variant: 
     fig.savefig(out, dpi=120)
     plt.close(fig)
     out.with_name(f"{out.stem}_labels.json").write_text(json.dumps(labels, indent=1))
-    for k, v in labels.items():
-        points = " ".join(f"{d}:{m:.4f}" for d, m in zip(v["dims"], v["mean"]))
-        print(f"{k:28s} {str(v['label']):12s} {points}" + ("" if v["label"] else f"  ({v['label_reason']})"))
+    print_labels(labels)
     return out, drawn

@@ -205,8 +205,7 @@ def grid_effects(rows: list[dict], metric: str) -> dict[str, dict]:
     import json
     from statistics import median
 
-    grid = next((json.loads(r.get("extra") or "{}").get("tune_grid") for r in rows
-                 if json.loads(r.get("extra") or "{}").get("tune_grid")), None)
+    grid = next((g for g in (json.loads(r.get("extra") or "{}").get("tune_grid") for r in rows) if g), None)
     tune = [r for r in rows if r.get("status") == "ok" and r.get("sweep", "").endswith(TUNE_SUFFIX)]
     if not grid or not tune:
         return {}

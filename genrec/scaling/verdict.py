@@ -13,8 +13,9 @@ test (two means differ only beyond the 95% interval of their difference and beyo
 A curve whose best is at its largest size but not beyond noise above its smallest is "not resolved".
 
 A curve gets no verdict with fewer than 3 sizes, or fewer than 3 seeds at some size (the t test needs them).
-The fitted power law (genrec.scaling.fit) is quoted beside it, or "not identified" when its data cannot pin it.
-`genrec sweep` prints these lines after the leaderboard; `genrec plot` too.
+The power-law fits (genrec.scaling.fit) are printed beside these lines by `genrec sweep` (and written by
+`genrec plot`); the verdict does not fit again. `genrec sweep` prints these lines after the leaderboard;
+`genrec plot` too.
 """
 from __future__ import annotations
 
@@ -25,11 +26,10 @@ import numpy as np
 
 from genrec.scaling.curves import X_PARAMS, curves, ok_rows, panels
 from genrec.scaling.leaderboard import read_rows
+from genrec.scaling.report import split_rows
 
 MIN_SEEDS = 3
 TOL = 0.03  # differences below 3% of the curve's best never count (classify_curve's tol)
-WORDS = {"logarithmic": "keeps improving", "saturating": "saturates", "collapse": "declines",
-         "double-peak": "double peak"}
 
 
 def _size(x: float, x_col: str) -> str:
@@ -64,6 +64,7 @@ def curve_verdict(c, grid_max: float | None = None) -> dict:
         out["verdict"] = f"not resolved: {min(seeds)} seed(s) at some size, a verdict needs {MIN_SEEDS}"
         return out
     sem = np.array([ys[xs == x].std(ddof=1) / math.sqrt(n) for x, n in zip(ux, seeds)])
+
     def beyond(i: int, j: int) -> bool:  # mean i above mean j beyond noise (classify_curve's comparison)
         return mean_above(means, sem, seeds, i, j, TOL)
 
@@ -83,27 +84,22 @@ def curve_verdict(c, grid_max: float | None = None) -> dict:
     return out
 
 
-def verdicts(file: str | Path, metric: str = "recall@10", sweep: str = "", n_boot: int = 200) -> list[dict]:
-    """curve_verdict of every curve along a numeric axis, with its power-law fit summary ("fit")."""
-    rows = [r for r in ok_rows(read_rows(file), metric, sweep) if r.get("eval_split", "test") == "test"]
+def verdicts(file: str | Path, metric: str = "recall@10", sweep: str = "") -> list[dict]:
+    """curve_verdict of every curve along a numeric axis, over the rows the leaderboard ranks (the test rows)."""
+    rows, _ = split_rows(ok_rows(read_rows(file), metric, sweep), "")
     out = []
     for fam, x_col, fr in panels(rows, metric):
         # a categorical axis (encoder, quantizer) has no size to scale along; one size is not a curve
-        cs = [c for c in curves(fr, metric, x_col, n_boot=n_boot)
-              if c.xs.dtype != object and len(np.unique(c.xs)) > 1]
+        cs = [c for c in curves(fr, metric, x_col, fit=False) if c.xs.dtype != object and len(np.unique(c.xs)) > 1]
         top = None if x_col == X_PARAMS or not cs else max(float(np.nanmax(c.xs.astype(float))) for c in cs)
-        for c in cs:
-            v = curve_verdict(c, top)
-            v["fit"] = None if c.fit is None else ("identified" if c.fit.identified else "not identified")
-            out.append(v)
+        out += [curve_verdict(c, top) for c in cs]
     return out
 
 
-def print_verdicts(file: str | Path, metric: str = "recall@10", sweep: str = "", n_boot: int = 200) -> list[dict]:
-    vs = verdicts(file, metric, sweep, n_boot)
+def print_verdicts(file: str | Path, metric: str = "recall@10", sweep: str = "") -> list[dict]:
+    vs = verdicts(file, metric, sweep)
     for v in vs:
         axis = "non-embedding params" if v["x"] == X_PARAMS else v["x"]
-        fit = "" if v["fit"] is None else f"; power law {v['fit']}"
         print(f"verdict {v['family']} {v['line']} ({metric} vs {axis}, {v['sizes']} sizes, >= {v['min_seeds']} "
-              f"seeds): {v['verdict']}{fit}")
+              f"seeds): {v['verdict']}")
     return vs
