@@ -223,3 +223,22 @@ def _load_pack() -> Data | None:
     data = load_data(cfg.data)
     return Data(data.n_items, split_data(data, cfg.data), list(data.item_titles), list(data.item_text),
                 f"ML-1M (packed index sequences {path.name}, placeholder titles)")
+
+
+def genrec_run_train_time(prefix: list[str], files: list[str], sets: list[str], out: Path,
+                          env: dict | None = None) -> float:
+    """train_time_s of one `genrec run` in a fresh process: `prefix` (the interpreter and how it reaches
+    genrec.cli, ending before "run"), config `files` (relative to the repo) and --set `sets`, output under out."""
+    import csv
+    import os
+    import subprocess
+
+    repo = Path(__file__).resolve().parent.parent
+    cmd = prefix + ["run", "--leaderboard", str(out / "rows.csv")]
+    cmd += [a for f in files for a in ("-c", str(repo / f))]
+    cmd += [a for s in sets + [f"run.output_dir={out}"] for a in ("--set", s)]
+    proc = subprocess.run(cmd, env={**os.environ, **(env or {})}, capture_output=True, text=True, cwd=repo)
+    if proc.returncode != 0:
+        raise RuntimeError(f"genrec run {' '.join(sets)} failed: {proc.stderr.strip()[-500:]}")
+    with open(out / "rows.csv", newline="") as f:
+        return float(list(csv.DictReader(f))[-1]["train_time_s"])

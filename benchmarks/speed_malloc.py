@@ -8,28 +8,17 @@ MovieLens-100K with the dimension-study config; --quick: d=16, 1 epoch on the sy
 """
 from __future__ import annotations
 
-import csv
-import os
-import subprocess
 import sys
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
+from speed_common import genrec_run_train_time
 
 
 def timed_run(sets: list[str], workdir: Path, tag: str, tuned: bool, quick: bool) -> float:
     """train_time_s of one `genrec run` of the dimension-study config with `sets`, in a fresh process."""
-    out = workdir / f"malloc-{tag}-{int(tuned)}"
     files = ["configs/runs/cf-dim-ml100k.yaml"] + (["configs/data/synthetic.yaml"] if quick else [])
-    cmd = [sys.executable, "-m", "genrec.cli", "run", "--leaderboard", str(out / "rows.csv")]
-    cmd += [a for f in files for a in ("-c", str(REPO / f))]
-    cmd += [a for s in sets + [f"run.output_dir={out}"] for a in ("--set", s)]
-    env = {**os.environ, "GENREC_TUNE_MALLOC": "1" if tuned else "0"}
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, cwd=REPO)
-    if proc.returncode != 0:
-        raise RuntimeError(f"genrec run {' '.join(sets)} failed: {proc.stderr.strip()[-500:]}")
-    with open(out / "rows.csv", newline="") as f:
-        return float(list(csv.DictReader(f))[-1]["train_time_s"])
+    return genrec_run_train_time([sys.executable, "-m", "genrec.cli"], files, sets,
+                                 workdir / f"malloc-{tag}-{int(tuned)}", {"GENREC_TUNE_MALLOC": "1" if tuned else "0"})
 
 
 def malloc_section(bench) -> None:

@@ -10,27 +10,19 @@ the synthetic dataset.
 """
 from __future__ import annotations
 
-import csv
-import subprocess
 import sys
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
+from speed_common import genrec_run_train_time
+
 RUNNER = ("import sys, genrec.models.cf.lightgcn as lg; lg.SYMMETRIC_BACKWARD = sys.argv[1] == '1'; "
           "from genrec.cli import main; sys.exit(main(sys.argv[2:]))")
 
 
 def timed_run(sets: list[str], files: list[str], workdir: Path, tag: str, ours: bool) -> float:
     """train_time_s of one `genrec run` (config files + sets) in a fresh process."""
-    out = workdir / f"spmm-{tag}-{int(ours)}"
-    cmd = [sys.executable, "-c", RUNNER, "1" if ours else "0", "run", "--leaderboard", str(out / "rows.csv")]
-    cmd += [a for f in files for a in ("-c", str(REPO / f))]
-    cmd += [a for s in sets + [f"run.output_dir={out}"] for a in ("--set", s)]
-    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO)
-    if proc.returncode != 0:
-        raise RuntimeError(f"genrec run {' '.join(sets)} failed: {proc.stderr.strip()[-500:]}")
-    with open(out / "rows.csv", newline="") as f:
-        return float(list(csv.DictReader(f))[-1]["train_time_s"])
+    return genrec_run_train_time([sys.executable, "-c", RUNNER, "1" if ours else "0"], files, sets,
+                                 workdir / f"spmm-{tag}-{int(ours)}")
 
 
 def spmm_section(bench) -> None:
