@@ -19,6 +19,8 @@ Sections (ours vs reference, same inputs and weights):
            glibc's defaults, each in a fresh `genrec run` process (genrec.runtime.tune_cpu_malloc)
   spmm     LightGCN / SGL training time with the symmetric propagation backward vs PyTorch's CSR backward,
            each in a fresh `genrec run` process (genrec.models.cf.lightgcn.SYMMETRIC_BACKWARD)
+  adam     CF training time (MF-BPR d=2048, LightGCN d=512 on ML-1M) with the fused AdamW kernel
+           (train.fused_adam) vs PyTorch's default AdamW, each in a fresh `genrec run` process
 
 Timing: warm-up, then the median of repeats (CUDA events on a GPU, perf_counter on the CPU). The table
 (section, case, ours, reference, unit, ratio, precision, device, note) is printed and written as CSV to --out
@@ -53,10 +55,11 @@ import torch  # noqa: E402
 from speed_common import COLUMNS, Bench, Row  # noqa: E402
 
 log = logging.getLogger("genrec.speed")
-SECTIONS = ["decode", "train", "rank", "quant", "encoder", "sasrec", "malloc", "spmm"]
+SECTIONS = ["decode", "train", "rank", "quant", "encoder", "sasrec", "malloc", "spmm", "adam"]
 
 
 def section_fns() -> dict:
+    import speed_adam
     import speed_decode
     import speed_malloc
     import speed_rank
@@ -66,7 +69,7 @@ def section_fns() -> dict:
     return {"decode": speed_decode.run, "train": speed_train.sid_train_section, "rank": speed_rank.rank_section,
             "quant": speed_rank.quant_section, "encoder": speed_rank.encoder_section,
             "sasrec": speed_train.sasrec_section, "malloc": speed_malloc.malloc_section,
-            "spmm": speed_spmm.spmm_section}
+            "spmm": speed_spmm.spmm_section, "adam": speed_adam.adam_section}
 
 
 class PrecisionLog:

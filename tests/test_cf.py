@@ -231,3 +231,33 @@ def test_propagation_backward_uses_the_symmetric_adjacency(monkeypatch, keep_sha
         grads.append((out.detach(), xx.grad))
     assert torch.allclose(grads[0][0], grads[1][0]) and torch.allclose(grads[0][1], grads[1][1], atol=1e-6)
     assert grads[0][1].abs().sum() > 0
+
+
+def test_fused_adam_is_the_same_update_up_to_rounding(tmp_path, synth, monkeypatch):
+    """train.fused_adam builds PyTorch's fused AdamW and trains the same weights as the default AdamW to
+    within float rounding; the setting is part of the run identity (its rounding differs)."""
+    from genrec.identity import run_id
+
+    data, split, _ = synth
+    made = []
+    real = torch.optim.AdamW
+
+    def spy(*a, **kw):
+        made.append(kw.get("fused"))
+        return real(*a, **kw)
+
+    monkeypatch.setattr(torch.optim, "AdamW", spy)
+    weights = {}
+    for fused in (False, True):
+        cfg = _cfg(tmp_path, "run.model=mf_bpr", "train.epochs=2", "train.eval_every=0", "train.patience=0",
+                   f"train.fused_adam={str(fused).lower()}")
+        model = build_model("mf_bpr", cfg.cf, data.n_users, data.n_items, cfg.data.max_history, seed=3)
+        before = model.item_embeddings().detach().clone()
+        model.fit(split, cfg.train, tmp_path / f"run{int(fused)}", device=torch.device("cpu"), eval_cfg=cfg.eval)
+        weights[fused] = model.item_embeddings().detach().clone()
+        assert not torch.equal(weights[fused], before)  # it trained
+        ids = run_id(cfg)
+        weights[f"id{fused}"] = ids
+    assert made == [None, True]
+    assert torch.allclose(weights[True], weights[False], atol=1e-4, rtol=1e-4)
+    assert weights["idTrue"] != weights["idFalse"]
