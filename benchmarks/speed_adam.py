@@ -1,9 +1,8 @@
 """The `adam` section of benchmarks/speed.py: CF training time with PyTorch's fused AdamW kernel
 (`train.fused_adam: true`, which the ML-1M dimension study sets) against PyTorch's default AdamW.
 
-At large d an MF or LightGCN step is cheap next to the optimiser's: AdamW touches every row of both
-embedding tables (their gradients are dense), and the default implementation makes about six element-wise
-passes over each table where the fused kernel makes one. Each case is one `genrec run` of the ML-1M
+At large d AdamW touches every row of both embedding tables each step (their gradients are dense); the
+default implementation makes several element-wise passes over each table where the fused kernel makes one. Each case is one `genrec run` of the ML-1M
 dimension-study config in a fresh process, without validation passes (`train.eval_every=0`); the figure is
 the row's train_time_s. Sizes: MF-BPR d=2048 (2 epochs) and LightGCN d=512 (1 epoch) on MovieLens-1M;
 --quick: d=16, 1 epoch on the synthetic dataset.
