@@ -2,15 +2,14 @@
 (`train.fused_adam: true`, which the ML-1M dimension study sets) against PyTorch's default AdamW.
 
 At large d AdamW touches every row of both embedding tables each step (their gradients are dense); the
-default implementation makes several element-wise passes over each table where the fused kernel makes one. Each case is one `genrec run` of the ML-1M
-dimension-study config in a fresh process, without validation passes (`train.eval_every=0`); the figure is
-the row's train_time_s. Sizes: MF-BPR d=2048 (2 epochs) and LightGCN d=512 (1 epoch) on MovieLens-1M;
+default implementation makes several element-wise passes over each table where the fused kernel makes one.
+Each case is one `genrec run` of the ML-1M dimension-study config in a fresh process, without validation
+passes (`train.eval_every=0`); the figure is the row's train_time_s. Sizes: MF-BPR d=2048 (2 epochs) and LightGCN d=512 (1 epoch) on MovieLens-1M;
 --quick: d=16, 1 epoch on the synthetic dataset.
 """
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
 from speed_common import genrec_run_train_time
 

@@ -117,7 +117,7 @@ class TrainConfig:
     eval_every: int = 1  # epochs between validation evaluations
     mixed_precision: Literal["auto", "no", "bf16", "fp16"] = "auto"
     grad_clip: float = 1.0
-    fused_adam: bool = False  # PyTorch's fused AdamW kernel (CPU/CUDA): same update, other rounding; faster on large embedding tables
+    fused_adam: bool = False  # PyTorch's fused AdamW kernel: same update, other rounding (benchmarks/speed.py --only adam)
     num_workers: int = 0
     checkpoint_every: int = 1  # epochs between resumable checkpoints (0 = off)
     progress: bool = True

@@ -247,7 +247,7 @@ def test_fused_adam_is_the_same_update_up_to_rounding(tmp_path, synth, monkeypat
         return real(*a, **kw)
 
     monkeypatch.setattr(torch.optim, "AdamW", spy)
-    weights = {}
+    weights, ids = {}, {}
     for fused in (False, True):
         cfg = _cfg(tmp_path, "run.model=mf_bpr", "train.epochs=2", "train.eval_every=0", "train.patience=0",
                    f"train.fused_adam={str(fused).lower()}")
@@ -256,8 +256,7 @@ def test_fused_adam_is_the_same_update_up_to_rounding(tmp_path, synth, monkeypat
         model.fit(split, cfg.train, tmp_path / f"run{int(fused)}", device=torch.device("cpu"), eval_cfg=cfg.eval)
         weights[fused] = model.item_embeddings().detach().clone()
         assert not torch.equal(weights[fused], before)  # it trained
-        ids = run_id(cfg)
-        weights[f"id{fused}"] = ids
+        ids[fused] = run_id(cfg)
     assert made == [None, True]
     assert torch.allclose(weights[True], weights[False], atol=1e-4, rtol=1e-4)
-    assert weights["idTrue"] != weights["idFalse"]
+    assert ids[True] != ids[False]
