@@ -172,6 +172,19 @@ def test_lines_join_only_points_that_differ_on_the_plotted_axis():
     assert sorted(len(c.xs) for c in curves(other_data, "recall@10", "params_non_embedding", fit=False)) == [1, 3]
 
 
+def test_a_shared_point_joins_the_line_of_another_sweep_only_when_settings_agree():
+    def ladder(sweep, sizes, extra=()):
+        return [_row(["run.family=sid", f"sid_model.num_layers={layers}", f"sid_model.d_model={width}", *extra],
+                     0.1 + 0.01 * layers, n, sweep=sweep, point=f"{sweep}-L{layers}") for layers, width, n in sizes]
+
+    shared = ladder("inject", LADDER[:2]) + ladder("size", LADDER[2:])  # the size sweep reuses two points
+    (line,) = curves(shared, "recall@10", "params_non_embedding", fit=False)
+    assert len(line.xs) == len(LADDER) and "sweep" not in line.label
+    other = ladder("inject", LADDER[:2], ["train.epochs=3"]) + ladder("size", LADDER[2:])
+    cs = curves(other, "recall@10", "params_non_embedding", fit=False)
+    assert sorted((c.label.split("sweep=")[1], len(c.xs)) for c in cs) == [("inject", 2), ("size", 3)]
+
+
 def test_plot_without_axes_is_a_bar_chart(tmp_path):
     path = tmp_path / "quick.csv"
     for fam, model, r in (("baseline", "popularity", 0.05), ("baseline", "random", 0.01), ("cf", "mf_bpr", 0.1)):

@@ -150,12 +150,56 @@ def panels(rows: list[dict], metric: str) -> list[tuple[str, str, list[dict]]]:
     return out
 
 
+def _flatten(d: dict, prefix: str = "") -> dict[str, str]:
+    out: dict[str, str] = {}
+    for k, v in d.items():
+        key = f"{prefix}.{k}" if prefix else k
+        out.update(_flatten(v, key) if isinstance(v, dict) else {key: json.dumps(v, sort_keys=True)})
+    return out
+
+
+def _flat_settings(row: dict) -> dict | None:
+    """The row's result settings without the seed, flattened to {'section.key': value}; a key the row
+    lacks (a field added after it was written) takes today's default, as run ids do. None: no config."""
+    from genrec.config import Config
+    from genrec.identity import result_settings
+
+    try:
+        d = json.loads(row.get("config") or "")
+    except json.JSONDecodeError:
+        return None
+    return {**_flatten(result_settings(Config(), drop_seed=True)), **_flatten(result_settings(d, drop_seed=True))}
+
+
+def _varying_settings(flats: list[dict]) -> set[str]:
+    keys = set().union(*flats) if flats else set()
+    return {k for k in keys if len({f.get(k) for f in flats}) > 1}
+
+
+def _split_sweeps(label: str, rows: list[dict]) -> dict[str, list[dict]]:
+    """A line may hold rows of several sweeps (a point two sweeps share keeps the run id, and the row, of
+    the sweep that ran it first). They stay one line only when the sweeps differ in no setting beyond
+    those the line itself varies within a sweep (its size ladder); otherwise one line per sweep."""
+    by_sweep: dict[str, list[dict]] = {}
+    for r in rows:
+        by_sweep.setdefault(r.get("sweep", ""), []).append(r)
+    if len(by_sweep) < 2:
+        return {label: rows}
+    flats = [_flat_settings(r) for r in rows]
+    if all(f is not None for f in flats):
+        per_sweep = {s: [f for f, r in zip(flats, rows) if r.get("sweep", "") == s] for s in by_sweep}
+        within = set().union(*(_varying_settings(fs) for fs in per_sweep.values()))
+        if _varying_settings(flats) <= within:
+            return {label: rows}
+    return {f"{label} sweep={s}": rs for s, rs in by_sweep.items()}
+
+
 def curves(rows: list[dict], metric: str, x_col: str, fit: bool = True, min_points: int = 4,
            n_boot: int = 200) -> list[Curve]:
     """One curve per line of a panel; a saturating power law is fitted where a line has enough sizes."""
     from genrec.scaling.fit import fit_power_law
 
-    skip = {x_col, "family"} | (_ladder_cols(rows) if x_col == X_PARAMS else set())
+    skip = {x_col, "family", "sweep"} | (_ladder_cols(rows) if x_col == X_PARAMS else set())
     # a line joins only points that differ on the plotted axis: every other varying column splits lines
     line_cols = [c for c in _varying(rows, axis_cols()) + _varying(rows, CONTEXT_COLS) if c not in skip]
     if "model" not in line_cols:
@@ -164,6 +208,7 @@ def curves(rows: list[dict], metric: str, x_col: str, fit: bool = True, min_poin
     for r in rows:
         label = " ".join(str(r.get(c, "")) if c == "model" else f"{c}={r.get(c, '')}" for c in line_cols)
         lines.setdefault(label, []).append(r)
+    lines = {k: v for label, lr in lines.items() for k, v in _split_sweeps(label, lr).items()}
     out = []
     numeric = x_col == X_PARAMS or x_col in numeric_axes()
     for label, lr in lines.items():
