@@ -7,10 +7,13 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from pathlib import Path
 
 from genrec.errors import GenrecError
 
 log = logging.getLogger("genrec")
+# the datasets' shipped settings: `genrec data NAME` reads configs/data/NAME.yaml, as the runs on NAME do
+DATA_CONFIGS = Path(__file__).resolve().parent.parent / "configs" / "data"
 
 
 def _config_args(p: argparse.ArgumentParser) -> None:
@@ -111,14 +114,17 @@ def cmd_data(args) -> int:
     from genrec.config import load_config
     from genrec.data import load_data, split_data
 
-    over = list(args.overrides)
+    over, files = list(args.overrides), list(args.config)
     if args.name:
         over.insert(0, f"data.source={args.name}")
-    cfg = load_config(args.config, over)
+        shipped = DATA_CONFIGS / f"{args.name}.yaml"
+        if not files and shipped.is_file():  # the settings every run on it uses (item text templates, ...)
+            files = [str(shipped)]
+    cfg = load_config(files, over)
     data = load_data(cfg.data)
     split = split_data(data, cfg.data)
     print(f"{data.name}: {data.n_users} users, {data.n_items} items, {data.n_interactions} interactions "
-          f"(source: {data.source})")
+          f"(source: {data.source}; settings: {', '.join(files) or 'defaults'})")
     print(f"  preprocessing: {data.stats}")
     print(f"  split {split.protocol}: {len(split.valid)} valid users, {len(split.test)} test users, "
           f"{sum(len(s) for s in split.train)} train interactions")
@@ -194,7 +200,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(fn=cmd_config)
     p = sub.add_parser("data", help="load a dataset and print counts and split fingerprints", formatter_class=ex,
                        epilog="example: genrec data ml-1m")
-    p.add_argument("name", nargs="?", default="", help="ml-100k, ml-1m, synthetic, ...")
+    p.add_argument("name", nargs="?", default="", help="ml-100k, ml-1m, synthetic, ... (with no -c, configs/data/NAME.yaml "
+                   "is read where it exists: the settings the runs on NAME use, so the fingerprints match theirs)")
     _config_args(p)
     p.set_defaults(fn=cmd_data)
     p = sub.add_parser("encode", help="encode item texts with the frozen encoder (cached)", formatter_class=ex,

@@ -173,3 +173,22 @@ def test_amazon_2014_and_2023(tmp_path):
     (tmp_path / "bad.jsonl").write_text('{"foo": 1}\n')
     with pytest.raises(DataError, match="not an Amazon reviews file"):
         load_data(load_config([], ["data.source=amazon", f"data.path={tmp_path / 'bad.jsonl'}"]).data)
+
+
+def test_genrec_data_by_name_prints_the_fingerprint_runs_record(tmp_path, monkeypatch, capsys):
+    import genrec.cli as cli
+
+    shipped = tmp_path / "synthetic.yaml"  # stands in for configs/data/synthetic.yaml
+    shipped.write_text("data:\n  source: synthetic\n  n_users: 60\n  n_items: 40\n  seq_len: 8\n")
+    monkeypatch.setattr(cli, "DATA_CONFIGS", tmp_path)
+    run_data = load_data(load_config([str(shipped)]).data)  # what a run with that data file loads
+    default = load_data(load_config([], ["data.source=synthetic"]).data)
+    assert run_data.fingerprint() != default.fingerprint()
+    assert cli.main(["data", "synthetic"]) == 0
+    out = capsys.readouterr().out
+    assert f"data fingerprint {run_data.fingerprint()}" in out and str(shipped) in out
+    other = tmp_path / "other.yaml"  # an explicit -c wins over the shipped settings
+    other.write_text("data:\n  n_users: 70\n  n_items: 30\n")
+    assert cli.main(["data", "synthetic", "-c", str(other)]) == 0
+    expect = load_data(load_config([str(other)], ["data.source=synthetic"]).data).fingerprint()
+    assert f"data fingerprint {expect}" in capsys.readouterr().out
