@@ -10,7 +10,8 @@ Pieces, in order (each one a child process, so a piece that overruns is stopped 
   3 tiger    configs/sweeps/gpu_tiger_ml1m.yaml (the TIGER reference size)
   4 sasrec   configs/sweeps/gpu_sasrec_ml1m.yaml
   5 cfdim    configs/sweeps/cf_dim_ml1m_gpu.yaml (the tuned ML-1M CF dimension study, 216 trainings), curve by
-             curve, --cf-procs processes sharing the GPU; it starts from the committed
+             curve, --cf-procs processes sharing the GPU: the LightGCN half (the MF-BPR half runs on the CPU;
+             --cf-mf adds it); it starts from the committed
              benchmarks/results/cf_dim_ml1m_gpu.csv, so each lent GPU continues where the last one stopped
 A piece starts only when the time left covers its minimum plus the minimums of the pieces after it;
 otherwise it is skipped with a note. Sweeps run through genrec.scaling.runner.main with --max-minutes
@@ -44,8 +45,11 @@ QUICK_SID = ["sid_model.examples_per_epoch=300", "train.epochs=1", "train.batch_
              "decode.valid_users=20", "decode.num_beams=10", "decode.batch_size=64", "eval.ks=[5,10]",
              "data.max_history=5", "train.patience=0"]
 QUICK_CF = ["train.epochs=2", "train.eval_every=1", "train.patience=0", "eval.max_users=40"]
-CF_CURVES = ["mf_bpr-plain-*", "lightgcn-plain-*", "mf_bpr-adap_tau-*", "mf_bpr-directspec-*", "lightgcn-adap_tau-*",
-             "lightgcn-directspec-*"]  # the curves in the order they are worth having
+# The curves in the order they are worth having. The MF-BPR half runs on the CPU (genrec's wheel loader),
+# whose rows carry other run ids than the pack's (data.path and the data fingerprint are in the id): a GPU
+# run of them would add a second copy of each point, so they run here only with --cf-mf.
+CF_CURVES = ["lightgcn-plain-*", "lightgcn-adap_tau-*", "lightgcn-directspec-*"]
+CF_CURVES_MF = ["mf_bpr-plain-*", "mf_bpr-adap_tau-*", "mf_bpr-directspec-*"]
 QUICK_SASREC = ["train.epochs=1", "data.max_history=20", "eval.max_users=40", "train.eval_every=1",
                 "train.patience=0", "eval.ks=[5,10]"]
 
@@ -274,12 +278,19 @@ def plan(suite: Suite) -> None:
                     later("sasrec"), [""])
     if "cfdim" not in skip:
         done = REPO / "benchmarks" / "results" / "cf_dim_ml1m_gpu.csv"
-        if done.is_file() and not (suite.out / "cfdim.csv").exists():  # continue the study across lent GPUs
+        # continue the study across lent GPUs (full sizes only: the quick test's rows are another study)
+        if not suite.quick and done.is_file() and not (suite.out / "cfdim.csv").exists():
             import shutil
 
             shutil.copy(done, suite.out / "cfdim.csv")
         sweep_piece(suite, "cfdim", "cf_dim_ml1m_gpu.yaml", sets["common"] + (QUICK_CF if suite.quick else []),
-                    0.0, ["mf_bpr-plain-dim4-*"] if suite.quick else CF_CURVES, suite.args.cf_procs)
+                    0.0, cf_curves(suite.quick, suite.args.cf_mf), suite.args.cf_procs)
+
+
+def cf_curves(quick: bool, with_mf: bool) -> list[str]:
+    """The cfdim piece's point globs: one tiny MF curve point for the quick test, else LightGCN's curves
+    (and MF-BPR's after them with --cf-mf)."""
+    return ["mf_bpr-plain-dim4-*"] if quick else CF_CURVES + (CF_CURVES_MF if with_mf else [])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -297,6 +308,8 @@ def main(argv: list[str] | None = None) -> int:
                                                          "CUDA, 1 on the CPU)")
     ap.add_argument("--cf-procs", type=int, default=0, help="cfdim processes sharing the device (default 6 on "
                                                             "CUDA, 1 on the CPU)")
+    ap.add_argument("--cf-mf", action="store_true", help="cfdim: the MF-BPR curves too, after LightGCN's (their "
+                    "committed rows come from the CPU with other run ids: only for a study without them)")
     ap.add_argument("--skip", default="", help="comma-separated pieces to leave out: speed,recsize,tiger,sasrec,cfdim")
     args = ap.parse_args(argv)
     if not args.device:

@@ -132,3 +132,15 @@ def test_cfdim_piece_runs_and_a_second_suite_continues_it(tmp_path, tiny_pack):
     state, _ = _suite(tmp_path, tiny_pack[0], 60, *skip)  # the same output: every point is already there
     with open(tmp_path / "out" / "cfdim.csv") as f:
         assert len(list(csv.DictReader(f))) == len(rows)
+
+
+def test_cfdim_on_a_gpu_runs_the_lightgcn_half_unless_asked_for_mf():
+    if str(BENCH) not in sys.path:
+        sys.path.insert(0, str(BENCH))
+    import gpu_suite
+
+    full = gpu_suite.cf_curves(quick=False, with_mf=False)
+    assert full and all(g.startswith("lightgcn-") for g in full)  # the MF-BPR half has CPU rows
+    both = gpu_suite.cf_curves(quick=False, with_mf=True)
+    assert both[:len(full)] == full and {g.split("-")[0] for g in both} == {"lightgcn", "mf_bpr"}
+    assert gpu_suite.cf_curves(quick=True, with_mf=False) == ["mf_bpr-plain-dim4-*"]
