@@ -4,8 +4,8 @@
 At large d AdamW touches every row of both embedding tables each step (their gradients are dense); the
 default implementation makes several element-wise passes over each table where the fused kernel makes one.
 Each case is one `genrec run` of the ML-1M dimension-study config in a fresh process, without validation
-passes (`train.eval_every=0`); the figure is the row's train_time_s. Sizes: MF-BPR d=2048 (2 epochs) and LightGCN d=512 (1 epoch) on MovieLens-1M;
---quick: d=16, 1 epoch on the synthetic dataset.
+passes (`train.eval_every=0`); the figure is the row's train_time_s. Sizes: MF-BPR d=2048 (2 epochs) and
+LightGCN d=512 (1 epoch) on MovieLens-1M; --quick: d=16, 1 epoch on the synthetic dataset.
 """
 from __future__ import annotations
 

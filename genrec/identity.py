@@ -91,3 +91,18 @@ def config_hash(cfg: Config | dict, keys: list[str] | None = None) -> str:
         d = {k: d[k] for k in keys}
     blob = json.dumps(d, sort_keys=True, default=str).encode()
     return hashlib.sha256(blob).hexdigest()[:12]
+
+
+def flatten_config(d: dict, prefix: str = "") -> dict:
+    """{'train': {'lr': 1e-3}} -> {'train.lr': 1e-3}; lists and None become strings (tracker-safe,
+    hashable values: run trackers' hyper-parameters, and the settings plot lines compare)."""
+    out = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(flatten_config(v, key + "."))
+        elif isinstance(v, (bool, int, float, str)):
+            out[key] = v
+        else:
+            out[key] = str(v)
+    return out

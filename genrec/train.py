@@ -26,6 +26,7 @@ from typing import Callable, Iterable
 import torch
 from tqdm.auto import tqdm
 
+from genrec.identity import flatten_config as flat_hparams  # the trackers' hyper-parameters
 from genrec.runtime import resolve_device, resolve_precision
 
 log = logging.getLogger("genrec")
@@ -91,20 +92,6 @@ def make_accelerator(cfg_train, device: torch.device, run_dir: str | Path | None
     return Accelerator(mixed_precision=mp, gradient_accumulation_steps=cfg_train.grad_accum,
                        cpu=device.type == "cpu", log_with=trackers or None,
                        project_dir=str(Path(run_dir) / "tb") if run_dir is not None else None)
-
-
-def flat_hparams(d: dict, prefix: str = "") -> dict:
-    """{'train': {'lr': 1e-3}} -> {'train.lr': 1e-3}; lists and None become strings (tracker-safe values)."""
-    out = {}
-    for k, v in d.items():
-        key = f"{prefix}{k}"
-        if isinstance(v, dict):
-            out.update(flat_hparams(v, key + "."))
-        elif isinstance(v, (bool, int, float, str)):
-            out[key] = v
-        else:
-            out[key] = str(v)
-    return out
 
 
 def run_hparams(cfg_train, run_dir: Path) -> dict:

@@ -1,6 +1,7 @@
 """Turn leaderboard rows into configurations (mean over seeds) and metric-vs-size curves with fits."""
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import math
@@ -150,25 +151,24 @@ def panels(rows: list[dict], metric: str) -> list[tuple[str, str, list[dict]]]:
     return out
 
 
-def _flatten(d: dict, prefix: str = "") -> dict[str, str]:
-    out: dict[str, str] = {}
-    for k, v in d.items():
-        key = f"{prefix}.{k}" if prefix else k
-        out.update(_flatten(v, key) if isinstance(v, dict) else {key: json.dumps(v, sort_keys=True)})
-    return out
+@functools.lru_cache(maxsize=1)
+def _default_settings() -> tuple:
+    from genrec.config import Config
+    from genrec.identity import flatten_config, result_settings
+
+    return tuple(flatten_config(result_settings(Config(), drop_seed=True)).items())
 
 
 def _flat_settings(row: dict) -> dict | None:
     """The row's result settings without the seed, flattened to {'section.key': value}; a key the row
     lacks (a field added after it was written) takes today's default, as run ids do. None: no config."""
-    from genrec.config import Config
-    from genrec.identity import result_settings
+    from genrec.identity import flatten_config, result_settings
 
     try:
         d = json.loads(row.get("config") or "")
     except json.JSONDecodeError:
         return None
-    return {**_flatten(result_settings(Config(), drop_seed=True)), **_flatten(result_settings(d, drop_seed=True))}
+    return {**dict(_default_settings()), **flatten_config(result_settings(d, drop_seed=True))}
 
 
 def _varying_settings(flats: list[dict]) -> set[str]:
