@@ -5,6 +5,9 @@
     python benchmarks/cf_dim_study.py --ml1m          # ML-1M:   configs/sweeps/cf_dim_ml1m.yaml
     python benchmarks/cf_dim_study.py --only 'mf_bpr-plain-*' --max-minutes 30   # any `genrec sweep` option
     python benchmarks/cf_dim_study.py --plot-only     # redraw plots / labels from the CSV
+    python benchmarks/cf_dim_study.py --table --sweep configs/sweeps/cf_dim_ml1m_gpu.yaml   # the study as a
+                                                      # markdown table (mean +- std, converged, chosen lr /
+                                                      # L2, label, CPU h per curve), from the CSV alone
     python benchmarks/cf_dim_study.py --sweep configs/sweeps/cf_dim_ml100k_neumf_sgl.yaml   # claim 6's NeuMF + SGL
     python benchmarks/cf_dim_study.py --tuning-report # per tuning-grid key: how much it moved validation ndcg@10
     python benchmarks/cf_dim_study.py --claim6        # the four plain ML-100K curves in one figure, the
@@ -12,7 +15,8 @@
                                                       # labels: cf_dim_ml100k_plain_models.png / _labels.json
 
 Runs `genrec sweep --sweep <file> --out benchmarks/results/<its name:>.csv [options]` (resumes: a
-point with an ok row is skipped), then genrec.scaling.dimstudy.plot_dim_study on the CSV. The sweep
+point with an ok row is skipped), then genrec.scaling.dimstudy.plot_dim_study on the CSV. A curve gets a label only when it has every dim the
+sweep file plans for it, with >= 3 seeds each. The sweep
 files tune train.lr and cf.reg per point on validation first (their `tune:` key, genrec.scaling.tune;
 tuning rows are in the same CSV with sweep = <name>/tune).
 """
@@ -26,7 +30,7 @@ REPO = Path(__file__).resolve().parent.parent
 
 def main(argv: list[str] | None = None) -> int:
     from genrec.config import read_yaml_mapping
-    from genrec.scaling.dimstudy import plot_dim_study
+    from genrec.scaling.dimstudy import planned_dims, plot_dim_study, study_table
     from genrec.scaling.runner import main as sweep
 
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -49,8 +53,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     stem = "cf_dim_ml1m" if "--ml1m" in argv else "cf_dim_ml100k_cpu" if "--cpu" in argv else "cf_dim_ml100k"
     argv = [a for a in argv if a not in ("--ml1m", "--cpu")]
-    plot_only = "--plot-only" in argv
-    argv = [a for a in argv if a != "--plot-only"]
+    plot_only, table = "--plot-only" in argv, "--table" in argv
+    argv = [a for a in argv if a not in ("--plot-only", "--table")]
     if "--sweep" not in argv:
         argv += ["--sweep", str(REPO / "configs" / "sweeps" / f"{stem}.yaml")]
     if "--out" not in argv:  # the CSV is named after the sweep (its `name:`), as plot_dim_study expects
@@ -58,9 +62,13 @@ def main(argv: list[str] | None = None) -> int:
         name = str(doc.get("name") or Path(argv[argv.index("--sweep") + 1]).stem)
         argv += ["--out", str(REPO / "benchmarks" / "results" / f"{name}.csv")]
     out = Path(argv[argv.index("--out") + 1])
+    planned = planned_dims(argv[argv.index("--sweep") + 1])
+    if table:
+        print(study_table(out, planned=planned) if out.exists() else f"{out}: no such file")
+        return 0
     rc = 0 if plot_only else sweep(argv + ["--no-plot"], prog="cf_dim_study.py")
     if out.exists():
-        plot_dim_study(out)
+        plot_dim_study(out, planned=planned)
     return rc
 
 

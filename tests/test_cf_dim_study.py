@@ -149,13 +149,8 @@ def test_fine_dims_share_the_study_settings():
     """cf_dim_ml100k_fine.yaml adds dims {8, 32, 128, 512} to MF-BPR and NeuMF: every point must be the study's
     point apart from cf.dim (base config, tuning grid, seeds, NeuMF tower), or the merged curves mix protocols."""
     from genrec.config import to_dict
+    from genrec.identity import flatten_config as flat
     from genrec.scaling.sweep import load_sweep
-
-    def flat(d, pre=""):
-        out = {}
-        for k, v in d.items():
-            out.update(flat(v, f"{pre}{k}.") if isinstance(v, dict) else {f"{pre}{k}": v})
-        return out
 
     sweeps = REPO / "configs" / "sweeps"
     fine = load_sweep(sweeps / "cf_dim_ml100k_fine.yaml").points
@@ -166,3 +161,41 @@ def test_fine_dims_share_the_study_settings():
         ref = study[p.name.replace(f"dim{p.cfg.cf.dim}-", "dim4-")]
         a, b = flat(to_dict(p.cfg)), flat(to_dict(ref.cfg))
         assert {k for k in a.keys() | b.keys() if a.get(k) != b.get(k)} == {"cf.dim"} and p.tune == ref.tune
+
+
+def test_table_and_labels_wait_for_the_planned_dims(tmp_path):
+    """study_table from hand-written rows: mean +- sample std, converged seeds, the chosen lr / L2, CPU hours
+    (tuning rows counted, a seed-0 row that reused its tuning run counts its evaluation only); a curve
+    missing a dim its sweep file plans gets no label in the table nor in plot_dim_study, even when no
+    curve has that dim yet; a planned curve without rows is listed as such."""
+    import csv
+
+    from genrec.scaling.dimstudy import plot_dim_study, study_table
+
+    rows = []
+    for d, m in {4: 0.02, 16: 0.03, 64: 0.04}.items():
+        for s in range(3):
+            cfg = {"train": {"lr": 0.003 if d == 64 else 0.01}, "cf": {"reg": 0.0001}}
+            extra = {"converged": s != 2 or d != 16, "resumed": s == 0}
+            rows.append({"status": "ok", "sweep": "toy", "model": "mf_bpr", "cf_variant": "plain", "cf_dim": d,
+                         "ndcg@10": m + 0.001 * (s - 1), "dataset": "x", "train_time_s": 100, "eval_time_s": 10,
+                         "config": json.dumps(cfg), "extra": json.dumps(extra)})
+        rows.append({**rows[-1], "sweep": "toy/tune", "ndcg@10": 0.5, "extra": "{}"})  # its tuning run
+    path = tmp_path / "toy.csv"
+    with open(path, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    done = study_table(path).splitlines()
+    assert done[0] == "| curve | d=4 | d=16 | d=64 | label | CPU h |"
+    # 3 dims x (2 trained seeds + 1 resumed) x 10 s eval + 3 tuning runs of 110 s = 3 x 230 + 3 x 110 s
+    assert done[2] == ("| mf_bpr plain | .0200 +- .0010 (3/3; 0.01, 0.0001) | .0300 +- .0010 (2/3; 0.01, 0.0001) | "
+                       f".0400 +- .0010 (3/3; 0.003, 0.0001) | logarithmic | {(3 * 230 + 3 * 110) / 3600:.2f} |")
+    planned = {("mf_bpr", "plain"): [4, 16, 64, 256], ("lightgcn", "plain"): [4, 16, 64, 256]}
+    table = study_table(path, planned=planned).splitlines()
+    assert table[0] == "| curve | d=4 | d=16 | d=64 | d=256 | label | CPU h |"
+    assert table[2].endswith("| — | none (unfinished: no rows at dim 256) | 0.28 |")
+    assert table[3] == "| lightgcn plain | — | — | — | — | none (no rows yet) | 0.00 |"
+    assert plot_dim_study(path)["mf_bpr/plain"]["label"] == "logarithmic"
+    unfinished = plot_dim_study(path, planned=planned)["mf_bpr/plain"]
+    assert unfinished["label"] is None and "256" in unfinished["label_reason"]

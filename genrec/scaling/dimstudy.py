@@ -84,7 +84,26 @@ def aggregate(rows: list[dict], metric: str, sweep: str) -> dict:
     return out
 
 
-def plot_dim_study(csv_path: str | Path, out_dir: str | Path | None = None) -> dict:
+def planned_dims(sweep_path: str | Path) -> dict:
+    """{(model, variant): [dims]} the sweep file plans for each CF curve, so that a curve whose large dims
+    no process has reached yet counts as unfinished even when no other curve has those dims either."""
+    from genrec.models.cf.family import variant_name
+    from genrec.scaling.sweep import load_sweep
+
+    out: dict = defaultdict(set)
+    for p in load_sweep(sweep_path).points:
+        if p.cfg.run.family == "cf":
+            out[(p.cfg.run.model, variant_name(p.cfg.cf))].add(int(p.cfg.cf.dim))
+    return {k: sorted(v) for k, v in out.items()}
+
+
+def _missing(key, by_dim: dict, study_dims, planned: dict | None) -> list:
+    """The dims a curve lacks: those of the study's other curves, and those its sweep file plans."""
+    want = set(study_dims) | set((planned or {}).get(key, ()))
+    return sorted(d for d in want if d not in by_dim)
+
+
+def plot_dim_study(csv_path: str | Path, out_dir: str | Path | None = None, planned: dict | None = None) -> dict:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -115,7 +134,7 @@ def plot_dim_study(csv_path: str | Path, out_dir: str | Path | None = None) -> d
                         **curve_style(model, variant))
             if metric == "ndcg@10" and len(dims) >= 3:
                 labels[f"{model}/{variant}"] = curve_label(dims, by_dim, share,
-                                                           [d for d in study_dims if d not in by_dim])
+                                                           _missing((model, variant), by_dim, study_dims, planned))
         if metric == "item_erank":
             lim = np.array(sorted({d for v in agg.values() for d in v}))
             ax.plot(lim, lim, color="grey", lw=0.8, ls=":", label="erank = dim")
@@ -208,3 +227,66 @@ def plot_dim_curves(csv_paths: list[str | Path], out_path: str | Path, variant: 
     out.with_name(f"{out.stem}_labels.json").write_text(json.dumps(labels, indent=1))
     print_labels(labels)
     return out, drawn
+
+
+def _fmt(x: float) -> str:
+    """.0341 style (4 decimals, no leading zero) for values below 1."""
+    s = f"{x:.4f}"
+    return s[1:] if s.startswith("0.") else s
+
+
+def study_table(csv_path: str | Path, metric: str = "ndcg@10", sweep: str | None = None,
+                planned: dict | None = None) -> str:
+    """The study as a markdown table, from its CSV alone: one line per curve, one column per dim with the
+    mean +- std over seeds, (seeds whose best validation came well before the budget / seeds; the
+    chosen train.lr, cf.reg from the rows' config), then the curve's label (curve_label, as in the
+    labels json: none for an unfinished curve or one with < 3 seeds) and its CPU hours: train + eval
+    seconds of its test and tuning rows, a seed-0 row that reused its tuning run (extra.resumed)
+    counting its evaluation only. `sweep` defaults to the CSV's stem, as for plot_dim_study; `planned`
+    (planned_dims of the sweep file) adds the dims no curve has reached yet as columns of dashes."""
+    from genrec.scaling.leaderboard import read_rows
+
+    rows = read_rows(csv_path)
+    sweep = sweep or Path(csv_path).stem
+    agg, conv = aggregate(rows, metric, sweep), converged_share(rows, sweep)
+    if not agg:
+        return f"{csv_path}: no ok rows of sweep {sweep}"
+    study_dims = sorted({d for v in agg.values() for d in v} | {d for v in (planned or {}).values() for d in v})
+    cells: dict = defaultdict(lambda: defaultdict(lambda: {"conv": 0, "n": 0, "hp": ""}))
+    secs: dict = defaultdict(float)
+    for r in rows:
+        if r.get("status") != "ok" or r.get("sweep") not in (sweep, f"{sweep}/tune"):
+            continue
+        key = (r["model"], r["cf_variant"])
+        extra = json.loads(r.get("extra") or "{}")
+        secs[key] += float(r.get("eval_time_s") or 0) + (0.0 if extra.get("resumed") else float(r.get("train_time_s") or 0))
+        if r["sweep"] != sweep:
+            continue
+        c = cells[key][int(r["cf_dim"])]
+        c["n"] += 1
+        c["conv"] += bool(extra.get("converged"))
+        cfg = json.loads(r.get("config") or "{}")
+        lr, reg = cfg.get("train", {}).get("lr"), cfg.get("cf", {}).get("reg")
+        if lr is not None and reg is not None:
+            c["hp"] = f"; {lr:g}, {reg:g}"
+    lines = ["| curve | " + " | ".join(f"d={d}" for d in study_dims) + " | label | CPU h |",
+             "|---|" + "---|" * (len(study_dims) + 2)]
+    for key, by_dim in sorted(agg.items()):
+        row = []
+        for d in study_dims:
+            if d not in by_dim:
+                row.append("—")
+                continue
+            v, c = by_dim[d], cells[key][d]
+            std = f" +- {_fmt(float(np.std(v, ddof=1)))}" if len(v) > 1 else ""
+            row.append(f"{_fmt(float(np.mean(v)))}{std} ({c['conv']}/{c['n']}{c['hp']})")
+        dims = sorted(by_dim)
+        label = "—"
+        if len(dims) >= 3:
+            entry = curve_label(dims, by_dim, conv.get(key), _missing(key, by_dim, study_dims, planned))
+            label = entry["label"] or f"none ({entry['label_reason']})"
+        lines.append(f"| {key[0]} {key[1]} | " + " | ".join(row) + f" | {label} | {secs[key] / 3600:.2f} |")
+    for key in sorted(set(planned or {}) - set(agg)):  # planned curves without a finished point yet
+        lines.append(f"| {key[0]} {key[1]} | " + " | ".join("—" for _ in study_dims)
+                     + f" | none (no rows yet) | {secs[key] / 3600:.2f} |")
+    return "\n".join(lines)
