@@ -116,6 +116,15 @@ def cmd_data(args) -> int:
 
     over, files = list(args.overrides), list(args.config)
     if args.name:
+        from typing import get_args, get_type_hints
+
+        from genrec.config import DataConfig
+        from genrec.errors import ConfigError
+
+        known = get_args(get_type_hints(DataConfig)["source"])
+        if args.name not in known:
+            raise ConfigError(f"unknown data set {args.name!r} (known: {', '.join(known)}; your own "
+                              "file: genrec data csv --set data.path=FILE)")
         over.insert(0, f"data.source={args.name}")
         shipped = DATA_CONFIGS / f"{args.name}.yaml"
         if not files and shipped.is_file():  # the settings every run on it uses (item text templates, ...)

@@ -192,3 +192,6 @@ def test_genrec_data_by_name_prints_the_fingerprint_runs_record(tmp_path, monkey
     assert cli.main(["data", "synthetic", "-c", str(other)]) == 0
     expect = load_data(load_config([str(other)], ["data.source=synthetic"]).data).fingerprint()
     assert f"data fingerprint {expect}" in capsys.readouterr().out
+    assert cli.main(["data", "movielens"]) == 2  # an unknown name: one line naming it and the known ones
+    err = capsys.readouterr().err
+    assert "unknown data set 'movielens'" in err and "ml-1m" in err and "Traceback" not in err
