@@ -4,8 +4,9 @@
 (NDCG@10 vs dim, mean +- std over seeds), <stem>_erank.png (item effective rank vs dim) and
 <stem>_labels.json (curve labels from genrec.eval.spectrum.classify_curve with the seeds' standard
 errors and a Student t threshold for the seed count, means, stds, and the share of converged points).
-A curve is labelled only when it has >= MIN_SEEDS (3) seeds at every dim; otherwise its `label` is null
-and `label_reason` says why. Each curve's legend entry gives its share of converged points (the rows'
+A curve is labelled only when it has >= MIN_SEEDS (3) seeds at every dim, and every dim its sweep file
+plans (`planned`, from planned_dims); otherwise its `label` is null and `label_reason` says why.
+`study_table` gives the same study as a markdown table. Each curve's legend entry gives its share of converged points (the rows'
 `converged`, genrec.scaling.tune.converged). Tuning rows (sweep <name>/tune) are left out. The rows
 come from the sweeps configs/sweeps/cf_dim_ml100k.yaml / cf_dim_ml100k_cpu.yaml / cf_dim_ml1m.yaml.
 """
