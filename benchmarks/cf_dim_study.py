@@ -15,9 +15,9 @@
                                                       # labels: cf_dim_ml100k_plain_models.png / _labels.json
 
 Runs `genrec sweep --sweep <file> --out benchmarks/results/<its name:>.csv [options]` (resumes: a
-point with an ok row is skipped), then genrec.scaling.dimstudy.plot_dim_study on the CSV. A curve gets a label only when it has every dim the
-sweep file plans for it, with >= 3 seeds each. The sweep
-files tune train.lr and cf.reg per point on validation first (their `tune:` key, genrec.scaling.tune;
+point with an ok row is skipped), then genrec.scaling.dimstudy.plot_dim_study on the CSV. A curve gets a
+label only when it has every dim the sweep file plans for it, with >= 3 seeds each. The sweep files
+tune train.lr and cf.reg per point on validation first (their `tune:` key, genrec.scaling.tune;
 tuning rows are in the same CSV with sweep = <name>/tune).
 """
 from __future__ import annotations

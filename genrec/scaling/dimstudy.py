@@ -6,8 +6,8 @@
 errors and a Student t threshold for the seed count, means, stds, and the share of converged points).
 A curve is labelled only when it has >= MIN_SEEDS (3) seeds at every dim, and every dim its sweep file
 plans (`planned`, from planned_dims); otherwise its `label` is null and `label_reason` says why.
-`study_table` gives the same study as a markdown table. Each curve's legend entry gives its share of converged points (the rows'
-`converged`, genrec.scaling.tune.converged). Tuning rows (sweep <name>/tune) are left out. The rows
+`study_table` gives the same study as a markdown table. Each curve's legend entry gives its share of
+converged points (the rows' `converged`, genrec.scaling.tune.converged). Tuning rows (sweep <name>/tune) are left out. The rows
 come from the sweeps configs/sweeps/cf_dim_ml100k.yaml / cf_dim_ml100k_cpu.yaml / cf_dim_ml1m.yaml.
 """
 from __future__ import annotations
@@ -253,7 +253,7 @@ def study_table(csv_path: str | Path, metric: str = "ndcg@10", sweep: str | None
     if not agg:
         return f"{csv_path}: no ok rows of sweep {sweep}"
     study_dims = sorted({d for v in agg.values() for d in v} | {d for v in (planned or {}).values() for d in v})
-    cells: dict = defaultdict(lambda: defaultdict(lambda: {"conv": 0, "n": 0, "hp": ""}))
+    cells: dict = defaultdict(lambda: defaultdict(lambda: {"conv": 0, "hp": ""}))
     secs: dict = defaultdict(float)
     for r in rows:
         if r.get("status") != "ok" or r.get("sweep") not in (sweep, f"{sweep}/tune"):
@@ -264,7 +264,6 @@ def study_table(csv_path: str | Path, metric: str = "ndcg@10", sweep: str | None
         if r["sweep"] != sweep:
             continue
         c = cells[key][int(r["cf_dim"])]
-        c["n"] += 1
         c["conv"] += bool(extra.get("converged"))
         cfg = json.loads(r.get("config") or "{}")
         lr, reg = cfg.get("train", {}).get("lr"), cfg.get("cf", {}).get("reg")
@@ -280,7 +279,7 @@ def study_table(csv_path: str | Path, metric: str = "ndcg@10", sweep: str | None
                 continue
             v, c = by_dim[d], cells[key][d]
             std = f" +- {_fmt(float(np.std(v, ddof=1)))}" if len(v) > 1 else ""
-            row.append(f"{_fmt(float(np.mean(v)))}{std} ({c['conv']}/{c['n']}{c['hp']})")
+            row.append(f"{_fmt(float(np.mean(v)))}{std} ({c['conv']}/{len(v)}{c['hp']})")
         dims = sorted(by_dim)
         label = "—"
         if len(dims) >= 3:
