@@ -19,6 +19,8 @@ Sections (ours vs reference, same inputs and weights):
            glibc's defaults, each in a fresh `genrec run` process (genrec.runtime.tune_cpu_malloc)
   spmm     LightGCN / SGL training time with the symmetric propagation backward vs PyTorch's CSR backward,
            each in a fresh `genrec run` process (genrec.models.cf.lightgcn.SYMMETRIC_BACKWARD)
+  block    LightGCN training time (d=2048 ML-100K, d=1024 / 2048 ML-1M) with the sparse products in column
+           blocks vs one product over the full width, each in a fresh `genrec run` process (SPMM_BLOCK)
   adam     CF training time (MF-BPR d=2048, LightGCN d=512 on ML-1M) with the fused AdamW kernel
            (train.fused_adam) vs PyTorch's default AdamW, each in a fresh `genrec run` process
 
@@ -55,7 +57,7 @@ import torch  # noqa: E402
 from speed_common import COLUMNS, Bench, Row  # noqa: E402
 
 log = logging.getLogger("genrec.speed")
-SECTIONS = ["decode", "train", "rank", "quant", "encoder", "sasrec", "malloc", "spmm", "adam"]
+SECTIONS = ["decode", "train", "rank", "quant", "encoder", "sasrec", "malloc", "spmm", "block", "adam"]
 
 
 def section_fns() -> dict:
@@ -69,7 +71,7 @@ def section_fns() -> dict:
     return {"decode": speed_decode.run, "train": speed_train.sid_train_section, "rank": speed_rank.rank_section,
             "quant": speed_rank.quant_section, "encoder": speed_rank.encoder_section,
             "sasrec": speed_train.sasrec_section, "malloc": speed_malloc.malloc_section,
-            "spmm": speed_spmm.spmm_section, "adam": speed_adam.adam_section}
+            "spmm": speed_spmm.spmm_section, "block": speed_spmm.block_section, "adam": speed_adam.adam_section}
 
 
 class PrecisionLog:

@@ -233,6 +233,37 @@ def test_propagation_backward_uses_the_symmetric_adjacency(monkeypatch, keep_sha
     assert grads[0][1].abs().sum() > 0
 
 
+def test_column_blocked_propagation_gives_the_same_values_and_gradients(monkeypatch):
+    """The CPU propagation multiplies SPMM_BLOCK columns at a time (cache blocking): same outputs and
+    gradients as one product over the full width, including a last block narrower than the others."""
+    import genrec.models.cf.lightgcn as lg
+
+    g = torch.Generator().manual_seed(1)
+    users, items = torch.randint(0, 40, (400,), generator=g), torch.randint(0, 60, (400,), generator=g)
+    adj = lg.normalized_adjacency(users, items, 40, 60)
+    x = torch.randn(100, 20, generator=g)
+    weights = torch.randn(100, 20, generator=g)
+    runs = {}
+    for block in (0, 8):  # 0: one product; 8: blocks of 8, 8 and 4 columns
+        monkeypatch.setattr(lg, "SPMM_BLOCK", block)
+        monkeypatch.setattr(lg, "SPMM_BLOCK_MIN_BYTES", 0)
+        calls = []
+        real = torch.sparse.mm
+        monkeypatch.setattr(torch.sparse, "mm", lambda a, b: calls.append(b.shape[1]) or real(a, b))
+        xx = x.clone().requires_grad_(True)
+        out = lg.propagate(adj, xx, 2)
+        (out * weights).sum().backward()
+        monkeypatch.setattr(torch.sparse, "mm", real)
+        runs[block] = (out.detach(), xx.grad, calls)
+    assert runs[0][2] == [20] * 4 and runs[8][2] == [8, 8, 4] * 4  # 2 layers forward + 2 backward
+    assert torch.allclose(runs[0][0], runs[8][0], atol=1e-6) and torch.allclose(runs[0][1], runs[8][1], atol=1e-6)
+    monkeypatch.setattr(lg, "SPMM_BLOCK_MIN_BYTES", x.numel() * 4 + 1)  # a table that fits in cache: one product
+    calls = []
+    monkeypatch.setattr(torch.sparse, "mm", lambda a, b: calls.append(b.shape[1]) or real(a, b))
+    lg.spmm(adj, x)
+    assert calls == [20]
+
+
 def test_fused_adam_is_the_same_update_up_to_rounding(tmp_path, synth, monkeypatch):
     """train.fused_adam builds PyTorch's fused AdamW and trains the same weights as the default AdamW to
     within float rounding; the setting is part of the run identity (its rounding differs)."""

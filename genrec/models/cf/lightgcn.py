@@ -40,27 +40,46 @@ def normalized_adjacency(users: torch.Tensor, items: torch.Tensor, n_users: int,
 SYMMETRIC_BACKWARD = True
 
 
+# Column blocks on the CPU: a CSR product reads one row of x per stored entry. When x is larger than the
+# caches (ML-1M at d=2048: 9746 x 2048 fp32 = 80 MB) those reads go to memory; multiplying SPMM_BLOCK
+# columns at a time keeps the slice of x in cache (`python benchmarks/speed.py --only block`). Each output
+# column is the same sum in the same order, so the result is unchanged. A small x (under SPMM_BLOCK_MIN_BYTES)
+# is cached anyway and is multiplied in one call. SPMM_BLOCK = 0: off (a module switch for the benchmark).
+SPMM_BLOCK = 64
+SPMM_BLOCK_MIN_BYTES = 8 << 20
+
+
+def spmm(adj: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """adj @ x (sparse CSR @ dense), in column blocks of SPMM_BLOCK on the CPU when x is large."""
+    width = x.shape[1]
+    if (x.device.type != "cpu" or SPMM_BLOCK <= 0 or width <= SPMM_BLOCK
+            or x.numel() * x.element_size() < SPMM_BLOCK_MIN_BYTES):
+        return torch.sparse.mm(adj, x)
+    return torch.cat([torch.sparse.mm(adj, x[:, c:c + SPMM_BLOCK].contiguous())
+                      for c in range(0, width, SPMM_BLOCK)], dim=1)
+
+
 class _SymmetricSpMM(torch.autograd.Function):
     """adj @ x for a symmetric sparse adj, with the backward adj @ grad (no transpose)."""
 
     @staticmethod
     def forward(ctx, adj: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         ctx.adj = adj
-        return torch.sparse.mm(adj, x)
+        return spmm(adj, x)
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor):
-        return None, torch.sparse.mm(ctx.adj, grad)
+        return None, spmm(ctx.adj, grad)
 
 
 def propagate(adj: torch.Tensor, emb: torch.Tensor, layers: int) -> torch.Tensor:
     """Mean of the layer outputs over a symmetric adjacency (normalized_adjacency); the sparse products
     run in fp32 (sparse CSR matmul has no bf16 kernel on the CPU, and autocast would ask for one)."""
-    spmm = _SymmetricSpMM.apply if SYMMETRIC_BACKWARD else torch.sparse.mm
+    product = _SymmetricSpMM.apply if SYMMETRIC_BACKWARD else torch.sparse.mm
     with torch.autocast(emb.device.type, enabled=False):
         out = x = emb.float()
         for _ in range(layers):
-            x = spmm(adj, x)
+            x = product(adj, x)
             out = out + x
     return out / (layers + 1)
 
