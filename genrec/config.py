@@ -120,6 +120,9 @@ class TrainConfig:
     fused_adam: bool = False  # PyTorch's fused AdamW kernel: same update, other rounding (benchmarks/speed.py --only adam)
     num_workers: int = 0
     checkpoint_every: int = 1  # epochs between resumable checkpoints (0 = off)
+    # also checkpoint after any epoch that ends this many minutes after the last checkpoint (0 = off): a
+    # long run cut mid-way loses at most about this much; not part of the run identity (resuming is exact)
+    checkpoint_minutes: float = 0.0
     progress: bool = True
     include_valid: bool = False  # the validation item is a training target (fixed epochs: needs patience 0)
     refit: bool = False  # after early stopping, retrain on train + validation for the best epoch count

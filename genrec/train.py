@@ -228,6 +228,7 @@ def train_loop(
     start_tracking(acc, cfg_train, run_dir, desc, hparams)
     max_steps = cfg_train.max_steps or math.inf
     spe = None if steps_per_epoch is None else steps_per_epoch // acc.num_processes
+    last_ckpt = time.monotonic()
     for epoch in range(start_epoch, cfg_train.epochs):
         if lp.res.steps >= max_steps:
             break
@@ -246,8 +247,9 @@ def train_loop(
         lp.res.epochs_run = epoch + 1
         timed_out = cfg_train.max_time_s > 0 and broadcast_value(acc, lp.res.train_time_s) >= cfg_train.max_time_s
         done = stop or timed_out or epoch + 1 >= cfg_train.epochs or lp.res.steps >= max_steps
-        if cfg_train.checkpoint_every and ((epoch + 1) % cfg_train.checkpoint_every == 0 or done):
+        if _checkpoint_due(lp, epoch, done, last_ckpt):
             _checkpoint(lp, epoch, done)
+            last_ckpt = time.monotonic()
         if timed_out and not stop:
             rec["stopped"] = "max_time_s"
             break
@@ -326,6 +328,18 @@ def _validate_epoch(lp: _Loop, validate, epoch: int, rec: dict) -> bool:
         return False
     lp.bad += 1
     return cfg.patience > 0 and lp.bad >= cfg.patience
+
+
+def _checkpoint_due(lp: _Loop, epoch: int, done: bool, last_ckpt: float) -> bool:
+    """train.checkpoint_every epochs have passed (or training is done), or train.checkpoint_minutes of wall
+    time since the last checkpoint (rank 0's clock, so that every process agrees)."""
+    cfg = lp.cfg
+    if cfg.checkpoint_every and ((epoch + 1) % cfg.checkpoint_every == 0 or done):
+        return True
+    minutes = getattr(cfg, "checkpoint_minutes", 0.0)
+    if minutes <= 0:
+        return False
+    return done or broadcast_value(lp.acc, time.monotonic() - last_ckpt) >= minutes * 60
 
 
 def _checkpoint(lp: _Loop, epoch: int, done: bool) -> None:

@@ -264,6 +264,43 @@ def test_column_blocked_propagation_gives_the_same_values_and_gradients(monkeypa
     assert calls == [20]
 
 
+def test_checkpoint_minutes_lets_a_cut_run_resume_where_it_was(tmp_path, synth, monkeypatch):
+    """train.checkpoint_minutes checkpoints between the train.checkpoint_every ones (here after every epoch):
+    a run cut in epoch 3 resumes from epoch 3 and ends with the weights and history of an uncut run. Without
+    it (checkpoint_every 100) the cut run has nothing to resume from. It is not part of the run identity."""
+    from genrec.identity import run_id
+
+    data, split, _ = synth
+    over = ["run.model=mf_bpr", "train.epochs=6", "train.eval_every=2", "train.patience=0",
+            "train.checkpoint_every=100"]
+
+    def fit(cfg, folder, cut_at=-1):
+        model = build_model("mf_bpr", cfg.cf, data.n_users, data.n_items, cfg.data.max_history, seed=3)
+        real = model.batches
+
+        def batches(epoch, batch_size):
+            if epoch == cut_at:
+                raise KeyboardInterrupt
+            return real(epoch, batch_size)
+
+        monkeypatch.setattr(model, "batches", batches)
+        res = model.fit(split, cfg.train, tmp_path / folder, device=torch.device("cpu"), eval_cfg=cfg.eval)
+        return model.item_embeddings().detach().clone(), res
+
+    timed = _cfg(tmp_path, *over, "train.checkpoint_minutes=1e-9")
+    plain = _cfg(tmp_path, *over)
+    assert run_id(timed) == run_id(plain)
+    straight, res = fit(plain, "straight")
+    for cfg, folder in ((timed, "timed"), (plain, "plain")):
+        with pytest.raises(KeyboardInterrupt):
+            fit(cfg, folder, cut_at=3)
+    assert not (tmp_path / "plain" / "train_state.json").exists()  # only a finished run checkpoints
+    resumed, res2 = fit(timed, "timed")
+    assert res2.resumed_from_epoch == 3 and res2.epochs_run == 6
+    assert [h["loss"] for h in res2.history] == [h["loss"] for h in res.history]
+    assert torch.equal(resumed, straight)
+
+
 def test_fused_adam_is_the_same_update_up_to_rounding(tmp_path, synth, monkeypatch):
     """train.fused_adam builds PyTorch's fused AdamW and trains the same weights as the default AdamW to
     within float rounding; the setting is part of the run identity (its rounding differs)."""
