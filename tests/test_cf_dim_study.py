@@ -165,7 +165,8 @@ def test_fine_dims_share_the_study_settings():
 
 def test_table_and_labels_wait_for_the_planned_dims(tmp_path):
     """study_table from hand-written rows: mean +- sample std, converged seeds, the chosen lr / L2, CPU hours
-    (tuning rows counted, a seed-0 row that reused its tuning run counts its evaluation only); a curve
+    (each run folder's training once: a seed-0 row that reused its tuning run's folder counts its evaluation
+    only, a training resumed after a cut counts in full); a curve
     missing a dim its sweep file plans gets no label in the table nor in plot_dim_study, even when no
     curve has that dim yet; a planned curve without rows is listed as such."""
     import csv
@@ -176,11 +177,14 @@ def test_table_and_labels_wait_for_the_planned_dims(tmp_path):
     for d, m in {4: 0.02, 16: 0.03, 64: 0.04}.items():
         for s in range(3):
             cfg = {"train": {"lr": 0.003 if d == 64 else 0.01}, "cf": {"reg": 0.0001}}
-            extra = {"converged": s != 2 or d != 16, "resumed": s == 0}
+            # seed 0 reuses its tuning run's folder; seed 1 at d=64 was cut and resumed in its own folder
+            extra = {"converged": s != 2 or d != 16, "resumed": s == 0 or (s == 1 and d == 64),
+                     "run_dir": f"runs/{d}-{s}"}
             rows.append({"status": "ok", "sweep": "toy", "model": "mf_bpr", "cf_variant": "plain", "cf_dim": d,
                          "ndcg@10": m + 0.001 * (s - 1), "dataset": "x", "train_time_s": 100, "eval_time_s": 10,
                          "config": json.dumps(cfg), "extra": json.dumps(extra)})
-        rows.append({**rows[-1], "sweep": "toy/tune", "ndcg@10": 0.5, "extra": "{}"})  # its tuning run
+        rows.append({**rows[-3], "sweep": "toy/tune", "ndcg@10": 0.5,  # the tuning run seed 0 reused
+                     "extra": json.dumps({"run_dir": f"runs/{d}-0"})})
     path = tmp_path / "toy.csv"
     with open(path, "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=list(rows[0]))
@@ -188,9 +192,9 @@ def test_table_and_labels_wait_for_the_planned_dims(tmp_path):
         w.writerows(rows)
     done = study_table(path).splitlines()
     assert done[0] == "| curve | d=4 | d=16 | d=64 | label | CPU h |"
-    # 3 dims x (2 trained seeds + 1 resumed) x 10 s eval + 3 tuning runs of 110 s = 3 x 230 + 3 x 110 s
+    # per dim: 4 rows x 10 s eval + 3 folders x 100 s training (seed 0 and its tuning run share one)
     assert done[2] == ("| mf_bpr plain | .0200 +- .0010 (3/3; 0.01, 0.0001) | .0300 +- .0010 (2/3; 0.01, 0.0001) | "
-                       f".0400 +- .0010 (3/3; 0.003, 0.0001) | logarithmic | {(3 * 230 + 3 * 110) / 3600:.2f} |")
+                       f".0400 +- .0010 (3/3; 0.003, 0.0001) | logarithmic | {3 * (40 + 300) / 3600:.2f} |")
     planned = {("mf_bpr", "plain"): [4, 16, 64, 256], ("lightgcn", "plain"): [4, 16, 64, 256]}
     table = study_table(path, planned=planned).splitlines()
     assert table[0] == "| curve | d=4 | d=16 | d=64 | d=256 | label | CPU h |"
