@@ -1,6 +1,8 @@
-"""The `spmm` and `block` sections of benchmarks/speed.py. `spmm`: LightGCN / SGL training time with genrec's propagation backward
-(genrec.models.cf.lightgcn._SymmetricSpMM: the normalised adjacency is symmetric, so the gradient of A @ x is
-A @ grad) against PyTorch's own backward of the CSR product (which builds A's transpose on every call).
+"""The `spmm` and `block` sections of benchmarks/speed.py.
+
+`spmm`: LightGCN / SGL training time with genrec's propagation backward (genrec.models.cf.lightgcn._SymmetricSpMM:
+the normalised adjacency is symmetric, so the gradient of A @ x is A @ grad) against PyTorch's own backward of
+the CSR product (which builds A's transpose on every call).
 
 Each case is one `genrec run` of the dimension-study config in a fresh process, once with the module switch
 genrec.models.cf.lightgcn.SYMMETRIC_BACKWARD on (ours) and once off (reference); the figure is the row's
@@ -11,8 +13,9 @@ the synthetic dataset.
 `block`: LightGCN training time with the propagation's sparse products taken 64 columns at a time on the CPU
 (genrec.models.cf.lightgcn.SPMM_BLOCK; the slice of the embedding table stays in cache) against one product
 over the full width (SPMM_BLOCK = 0), each a fresh `genrec run` without validation passes. Sizes: LightGCN
-d=2048 (4 epochs) on MovieLens-100K, d=1024 and d=2048 (30 of an epoch's 121 steps) on MovieLens-1M; --quick: d=128, 1 epoch
-on the synthetic dataset, with the table-size threshold lowered to 0 so that the blocks are exercised.
+d=2048 (4 epochs) on MovieLens-100K, d=1024 and d=2048 (30 of an epoch's 121 steps) on MovieLens-1M;
+--quick: d=128, 1 epoch on the synthetic dataset, with the table-size threshold lowered to 0 so that the
+blocks are exercised.
 """
 from __future__ import annotations
 
@@ -57,12 +60,12 @@ def block_section(bench) -> None:
     from genrec.models.cf.lightgcn import SPMM_BLOCK, SPMM_BLOCK_MIN_BYTES
 
     min_bytes = 0 if bench.quick else SPMM_BLOCK_MIN_BYTES
-
     if bench.quick:
-        cases = [("lightgcn d128 synthetic 1 epoch", ["configs/runs/cf-dim-ml100k.yaml", "configs/data/synthetic.yaml"],
-                  ["cf.dim=128", "train.epochs=1"])]
+        cases = [("lightgcn d128 synthetic 1 epoch",
+                  ["configs/runs/cf-dim-ml100k.yaml", "configs/data/synthetic.yaml"], ["cf.dim=128", "train.epochs=1"])]
     else:
-        cases = [("lightgcn d2048 ml-100k 4 epochs", ["configs/runs/cf-dim-ml100k.yaml"], ["cf.dim=2048", "train.epochs=4"]),
+        cases = [("lightgcn d2048 ml-100k 4 epochs", ["configs/runs/cf-dim-ml100k.yaml"],
+                  ["cf.dim=2048", "train.epochs=4"]),
                  ("lightgcn d1024 ml-1m 30 steps", ["configs/runs/cf-dim-ml1m.yaml"],
                   ["cf.dim=1024", "train.epochs=1", "train.max_steps=30"]),
                  ("lightgcn d2048 ml-1m 30 steps", ["configs/runs/cf-dim-ml1m.yaml"],
@@ -70,8 +73,8 @@ def block_section(bench) -> None:
     for name, files, sets in cases:
         tag = name.replace(" ", "_")
         run_sets = ["run.model=lightgcn", *sets, "train.eval_every=0", "train.patience=0"]
-        times = {block: genrec_run_train_time([sys.executable, "-c", BLOCK_RUNNER, str(block), str(min_bytes)], files, run_sets,
-                                              bench.workdir / f"block-{tag}-{block}")
+        times = {block: genrec_run_train_time([sys.executable, "-c", BLOCK_RUNNER, str(block), str(min_bytes)],
+                                              files, run_sets, bench.workdir / f"block-{tag}-{block}")
                  for block in (SPMM_BLOCK, 0)}
         bench.add("block", f"{name} train_time", times[SPMM_BLOCK], times[0], "s",
                   f"{', '.join(files)}, no validation, one process each; ours = sparse products in blocks of "

@@ -242,10 +242,11 @@ def study_table(csv_path: str | Path, metric: str = "ndcg@10", sweep: str | None
     mean +- std over seeds, (seeds whose best validation came well before the budget / seeds; the
     chosen train.lr, cf.reg from the rows' config), then the curve's label (curve_label, as in the
     labels json: none for an unfinished curve or one with < 3 seeds) and its CPU hours: the eval seconds
-    of its test and tuning rows plus the training seconds of each run folder once (extra.run_dir; a
-    seed-0 row reuses its tuning run's folder, and a resumed training's train_time_s includes the part
-    before the cut; a resumed row without run_dir counts its evaluation only). `sweep` defaults to the CSV's stem, as for plot_dim_study; `planned`
-    (planned_dims of the sweep file) adds the dims no curve has reached yet as columns of dashes."""
+    of its test and tuning rows plus the training seconds of each run folder once (extra.run_dir: a
+    seed-0 row reuses its tuning run's folder; a resumed training's train_time_s includes the part
+    before the cut; a resumed row without run_dir counts its evaluation only). `sweep` defaults to the
+    CSV's stem, as for plot_dim_study; `planned` (planned_dims of the sweep file) adds the dims no curve
+    has reached yet as columns of dashes."""
     from genrec.scaling.leaderboard import read_rows
 
     rows = read_rows(csv_path)
@@ -256,16 +257,16 @@ def study_table(csv_path: str | Path, metric: str = "ndcg@10", sweep: str | None
     study_dims = sorted({d for v in agg.values() for d in v} | {d for v in (planned or {}).values() for d in v})
     cells: dict = defaultdict(lambda: defaultdict(lambda: {"conv": 0, "hp": ""}))
     secs: dict = defaultdict(float)
-    trained: dict = {}  # run folder -> (curve, training seconds): counted once
+    trained: dict = defaultdict(float)  # (curve, run folder) -> training seconds, counted once
     for i, r in enumerate(rows):
         if r.get("status") != "ok" or r.get("sweep") not in (sweep, f"{sweep}/tune"):
             continue
         key = (r["model"], r["cf_variant"])
         extra = json.loads(r.get("extra") or "{}")
         secs[key] += float(r.get("eval_time_s") or 0)
-        folder = extra.get("run_dir") or f"row {i}"
-        train_s = 0.0 if extra.get("resumed") and not extra.get("run_dir") else float(r.get("train_time_s") or 0)
-        trained[folder] = (key, max(train_s, trained.get(folder, (key, 0.0))[1]))
+        if extra.get("run_dir") or not extra.get("resumed"):
+            folder = (key, extra.get("run_dir") or f"row {i}")
+            trained[folder] = max(trained[folder], float(r.get("train_time_s") or 0))
         if r["sweep"] != sweep:
             continue
         c = cells[key][int(r["cf_dim"])]
@@ -274,7 +275,7 @@ def study_table(csv_path: str | Path, metric: str = "ndcg@10", sweep: str | None
         lr, reg = cfg.get("train", {}).get("lr"), cfg.get("cf", {}).get("reg")
         if lr is not None and reg is not None:
             c["hp"] = f"; {lr:g}, {reg:g}"
-    for key, train_s in trained.values():
+    for (key, _), train_s in trained.items():
         secs[key] += train_s
     lines = ["| curve | " + " | ".join(f"d={d}" for d in study_dims) + " | label | CPU h |",
              "|---|" + "---|" * (len(study_dims) + 2)]
