@@ -133,6 +133,8 @@ class TrainConfig:
         if self.epochs < 1:
             raise ValueError(f"train.epochs must be >= 1, got {self.epochs} (a run trains before it evaluates; "
                              f"to evaluate without training use a baseline family)")
+        if self.checkpoint_minutes < 0:
+            raise ValueError(f"train.checkpoint_minutes must be >= 0 (0 = off), got {self.checkpoint_minutes}")
         if self.include_valid and self.eval_every != 0:
             raise ValueError("train.include_valid needs train.eval_every: 0 (a fixed epoch budget: the validation "
                              "item is in the training data, so it cannot pick epochs or weights)")

@@ -28,6 +28,7 @@ def test_include(tmp_path):
     ("eval.ks=[a]", "eval.ks[0]"),
     ("train.progress=3", "train.progress"),
     ("nosuchsection.x=1", "nosuchsection"),
+    ("train.checkpoint_minutes=-1", "train.checkpoint_minutes"),
 ])
 def test_bad_override_names_key(override, needle):
     with pytest.raises(ConfigError) as e:
@@ -58,7 +59,7 @@ def test_run_id_depends_on_result_settings_only():
     from genrec.identity import run_id
 
     a = load_config([], ["run.output_dir=x"])
-    b = load_config([], ["run.output_dir=y", "train.progress=false", "encoder.threads=1"])
+    b = load_config([], ["run.output_dir=y", "train.progress=false", "encoder.threads=1", "train.checkpoint_minutes=5"])
     c = load_config([], ["train.lr=0.5"])
     assert run_id(a) == run_id(b) != run_id(c)
     assert run_id(load_config([], ["run.seed=1"])) != run_id(a)
