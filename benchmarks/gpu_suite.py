@@ -308,8 +308,9 @@ def main(argv: list[str] | None = None) -> int:
                                                          "CUDA, 1 on the CPU)")
     ap.add_argument("--cf-procs", type=int, default=0, help="cfdim processes sharing the device (default 6 on "
                                                             "CUDA, 1 on the CPU)")
-    ap.add_argument("--cf-mf", action="store_true", help="cfdim: the MF-BPR curves too, after LightGCN's (their "
-                    "committed rows come from the CPU with other run ids: only for a study without them)")
+    ap.add_argument("--cf-mf", action="store_true", help="cfdim: the MF-BPR curves too, after LightGCN's (with "
+                    "the pack their run ids differ from the CPU rows': use it with --data download and genrec's "
+                    "ML-1M cache carried, benchmarks/GPU.md)")
     ap.add_argument("--skip", default="", help="comma-separated pieces to leave out: speed,recsize,tiger,sasrec,cfdim")
     args = ap.parse_args(argv)
     if not args.device:
