@@ -200,6 +200,14 @@ def test_table_and_labels_wait_for_the_planned_dims(tmp_path):
     assert table[0] == "| curve | d=4 | d=16 | d=64 | d=256 | label | CPU h |"
     assert table[2].endswith("| — | none (unfinished: no rows at dim 256) | 0.28 |")
     assert table[3] == "| lightgcn plain | — | — | — | — | none (no rows yet) | 0.00 |"
+    rows[0]["device"] = "cuda:0"  # a row from a GPU: hours per device kind
+    with open(path, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    mixed = study_table(path).splitlines()
+    assert mixed[0].endswith("| label | hours |")
+    assert mixed[2].endswith(f"| {(3 * 340 - 10) / 3600:.2f} CPU + {10 / 3600:.2f} CUDA |")
     assert plot_dim_study(path)["mf_bpr/plain"]["label"] == "logarithmic"
     unfinished = plot_dim_study(path, planned=planned)["mf_bpr/plain"]
     assert unfinished["label"] is None and "256" in unfinished["label_reason"]

@@ -241,12 +241,13 @@ def study_table(csv_path: str | Path, metric: str = "ndcg@10", sweep: str | None
     """The study as a markdown table, from its CSV alone: one line per curve, one column per dim with the
     mean +- std over seeds, (seeds whose best validation came well before the budget / seeds; the
     chosen train.lr, cf.reg from the rows' config), then the curve's label (curve_label, as in the
-    labels json: none for an unfinished curve or one with < 3 seeds) and its CPU hours: the eval seconds
-    of its test and tuning rows plus the training seconds of each run folder once (extra.run_dir: a
-    seed-0 row reuses its tuning run's folder; a resumed training's train_time_s includes the part
-    before the cut; a resumed row without run_dir counts its evaluation only). `sweep` defaults to the
-    CSV's stem, as for plot_dim_study; `planned` (planned_dims of the sweep file) adds the dims no curve
-    has reached yet as columns of dashes."""
+    labels json: none for an unfinished curve or one with < 3 seeds) and its hours (a "CPU h" column, or
+    hours per device kind once some rows ran on a GPU): the eval seconds of its test and tuning rows
+    plus the training seconds of each run folder once (extra.run_dir: a seed-0 row reuses its tuning
+    run's folder; a resumed training's train_time_s includes the part before the cut; a resumed row
+    without run_dir counts its evaluation only). `sweep` defaults to the CSV's stem, as for
+    plot_dim_study; `planned` (planned_dims of the sweep file) adds the dims no curve has reached yet as
+    columns of dashes."""
     from genrec.scaling.leaderboard import read_rows
 
     rows = read_rows(csv_path)
@@ -256,17 +257,20 @@ def study_table(csv_path: str | Path, metric: str = "ndcg@10", sweep: str | None
         return f"{csv_path}: no ok rows of sweep {sweep}"
     study_dims = sorted({d for v in agg.values() for d in v} | {d for v in (planned or {}).values() for d in v})
     cells: dict = defaultdict(lambda: defaultdict(lambda: {"conv": 0, "hp": ""}))
-    secs: dict = defaultdict(float)
-    trained: dict = defaultdict(float)  # (curve, run folder) -> training seconds, counted once
+    secs: dict = defaultdict(lambda: defaultdict(float))  # curve -> device kind (CPU, CUDA, ...) -> seconds
+    trained: dict = {}  # (curve, run folder) -> (device kind, training seconds), counted once
     for i, r in enumerate(rows):
         if r.get("status") != "ok" or r.get("sweep") not in (sweep, f"{sweep}/tune"):
             continue
         key = (r["model"], r["cf_variant"])
+        kind = (r.get("device") or "cpu").split(":")[0].upper()
         extra = json.loads(r.get("extra") or "{}")
-        secs[key] += float(r.get("eval_time_s") or 0)
+        secs[key][kind] += float(r.get("eval_time_s") or 0)
         if extra.get("run_dir") or not extra.get("resumed"):
             folder = (key, extra.get("run_dir") or f"row {i}")
-            trained[folder] = max(trained[folder], float(r.get("train_time_s") or 0))
+            train_s = float(r.get("train_time_s") or 0)
+            if train_s >= trained.get(folder, ("", 0.0))[1]:
+                trained[folder] = (kind, train_s)
         if r["sweep"] != sweep:
             continue
         c = cells[key][int(r["cf_dim"])]
@@ -275,9 +279,16 @@ def study_table(csv_path: str | Path, metric: str = "ndcg@10", sweep: str | None
         lr, reg = cfg.get("train", {}).get("lr"), cfg.get("cf", {}).get("reg")
         if lr is not None and reg is not None:
             c["hp"] = f"; {lr:g}, {reg:g}"
-    for (key, _), train_s in trained.items():
-        secs[key] += train_s
-    lines = ["| curve | " + " | ".join(f"d={d}" for d in study_dims) + " | label | CPU h |",
+    for (key, _), (kind, train_s) in trained.items():
+        secs[key][kind] += train_s
+    cpu_only = {k for v in secs.values() for k in v} <= {"CPU"}
+
+    def hours(key) -> str:
+        if cpu_only:
+            return f"{secs[key]['CPU'] / 3600:.2f}"
+        return " + ".join(f"{t / 3600:.2f} {kind}" for kind, t in sorted(secs[key].items())) or "0.00"
+
+    lines = ["| curve | " + " | ".join(f"d={d}" for d in study_dims) + f" | label | {'CPU h' if cpu_only else 'hours'} |",
              "|---|" + "---|" * (len(study_dims) + 2)]
     for key, by_dim in sorted(agg.items()):
         row = []
@@ -293,8 +304,8 @@ def study_table(csv_path: str | Path, metric: str = "ndcg@10", sweep: str | None
         if len(dims) >= 3:
             entry = curve_label(dims, by_dim, conv.get(key), _missing(key, by_dim, study_dims, planned))
             label = entry["label"] or f"none ({entry['label_reason']})"
-        lines.append(f"| {key[0]} {key[1]} | " + " | ".join(row) + f" | {label} | {secs[key] / 3600:.2f} |")
+        lines.append(f"| {key[0]} {key[1]} | " + " | ".join(row) + f" | {label} | {hours(key)} |")
     for key in sorted(set(planned or {}) - set(agg)):  # planned curves without a finished point yet
         lines.append(f"| {key[0]} {key[1]} | " + " | ".join("—" for _ in study_dims)
-                     + f" | none (no rows yet) | {secs[key] / 3600:.2f} |")
+                     + f" | none (no rows yet) | {hours(key)} |")
     return "\n".join(lines)
