@@ -62,7 +62,8 @@ def block_section(bench) -> None:
     min_bytes = 0 if bench.quick else SPMM_BLOCK_MIN_BYTES
     if bench.quick:
         cases = [("lightgcn d128 synthetic 1 epoch",
-                  ["configs/runs/cf-dim-ml100k.yaml", "configs/data/synthetic.yaml"], ["cf.dim=128", "train.epochs=1"])]
+                  ["configs/runs/cf-dim-ml100k.yaml", "configs/data/synthetic.yaml"],
+                  ["cf.dim=128", "train.epochs=1"])]
     else:
         cases = [("lightgcn d2048 ml-100k 4 epochs", ["configs/runs/cf-dim-ml100k.yaml"],
                   ["cf.dim=2048", "train.epochs=4"]),
@@ -78,4 +79,5 @@ def block_section(bench) -> None:
                  for block in (SPMM_BLOCK, 0)}
         bench.add("block", f"{name} train_time", times[SPMM_BLOCK], times[0], "s",
                   f"{', '.join(files)}, no validation, one process each; ours = sparse products in blocks of "
-                  f"{SPMM_BLOCK} columns (SPMM_BLOCK), reference = one product over the full width", precision="fp32")
+                  f"{SPMM_BLOCK} columns (SPMM_BLOCK), reference = one product over the full width",
+                  precision="fp32")
