@@ -336,10 +336,9 @@ def _checkpoint_due(lp: _Loop, epoch: int, done: bool, last_ckpt: float) -> bool
     cfg = lp.cfg
     if cfg.checkpoint_every and ((epoch + 1) % cfg.checkpoint_every == 0 or done):
         return True
-    minutes = getattr(cfg, "checkpoint_minutes", 0.0)
-    if minutes <= 0:
+    if cfg.checkpoint_minutes <= 0:
         return False
-    return done or broadcast_value(lp.acc, time.monotonic() - last_ckpt) >= minutes * 60
+    return done or broadcast_value(lp.acc, time.monotonic() - last_ckpt) >= cfg.checkpoint_minutes * 60
 
 
 def _checkpoint(lp: _Loop, epoch: int, done: bool) -> None:

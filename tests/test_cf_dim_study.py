@@ -186,10 +186,14 @@ def test_table_and_labels_wait_for_the_planned_dims(tmp_path):
         rows.append({**rows[-3], "sweep": "toy/tune", "ndcg@10": 0.5,  # the tuning run seed 0 reused
                      "extra": json.dumps({"run_dir": f"runs/{d}-0"})})
     path = tmp_path / "toy.csv"
-    with open(path, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(rows[0]))
-        w.writeheader()
-        w.writerows(rows)
+
+    def write():
+        with open(path, "w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=list(rows[0]))
+            w.writeheader()
+            w.writerows(rows)
+
+    write()
     done = study_table(path).splitlines()
     assert done[0] == "| curve | d=4 | d=16 | d=64 | label | CPU h |"
     # per dim: 4 rows x 10 s eval + 3 folders x 100 s training (seed 0 and its tuning run share one)
@@ -201,10 +205,7 @@ def test_table_and_labels_wait_for_the_planned_dims(tmp_path):
     assert table[2].endswith("| — | none (unfinished: no rows at dim 256) | 0.28 |")
     assert table[3] == "| lightgcn plain | — | — | — | — | none (no rows yet) | 0.00 |"
     rows[0]["device"] = "cuda:0"  # a row from a GPU: hours per device kind
-    with open(path, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(rows[0]))
-        w.writeheader()
-        w.writerows(rows)
+    write()
     mixed = study_table(path).splitlines()
     assert mixed[0].endswith("| label | hours |")
     assert mixed[2].endswith(f"| {(3 * 340 - 10) / 3600:.2f} CPU + {10 / 3600:.2f} CUDA |")

@@ -7,8 +7,8 @@ errors and a Student t threshold for the seed count, means, stds, and the share 
 A curve is labelled only when it has >= MIN_SEEDS (3) seeds at every dim, and every dim its sweep file
 plans (`planned`, from planned_dims); otherwise its `label` is null and `label_reason` says why.
 `study_table` gives the same study as a markdown table. Each curve's legend entry gives its share of
-converged points (the rows' `converged`, genrec.scaling.tune.converged). Tuning rows (sweep <name>/tune) are left out. The rows
-come from the sweeps configs/sweeps/cf_dim_ml100k.yaml / cf_dim_ml100k_cpu.yaml / cf_dim_ml1m.yaml.
+converged points (the rows' `converged`, genrec.scaling.tune.converged). Tuning rows (sweep <name>/tune)
+are left out. The rows come from the sweeps configs/sweeps/cf_dim_ml100k.yaml / cf_dim_ml100k_cpu.yaml / cf_dim_ml1m.yaml.
 """
 from __future__ import annotations
 
