@@ -23,6 +23,8 @@ Sections (ours vs reference, same inputs and weights):
            blocks vs one product over the full width, each in a fresh `genrec run` process (SPMM_BLOCK)
   adam     CF training time (MF-BPR d=2048, LightGCN d=512 on ML-1M) with the fused AdamW kernel
            (train.fused_adam) vs PyTorch's default AdamW, each in a fresh `genrec run` process
+  adaptau  peak memory of MF-BPR + Adap-tau on ML-1M with the per-epoch temperature update in blocks of
+           interactions vs all at once, each in a fresh `genrec run` process (UPDATE_ROWS)
 
 Timing: warm-up, then the median of repeats (CUDA events on a GPU, perf_counter on the CPU). The table
 (section, case, ours, reference, unit, ratio, precision, device, note) is printed and written as CSV to --out
@@ -57,11 +59,12 @@ import torch  # noqa: E402
 from speed_common import COLUMNS, Bench, Row  # noqa: E402
 
 log = logging.getLogger("genrec.speed")
-SECTIONS = ["decode", "train", "rank", "quant", "encoder", "sasrec", "malloc", "spmm", "block", "adam"]
+SECTIONS = ["decode", "train", "rank", "quant", "encoder", "sasrec", "malloc", "spmm", "block", "adam", "adaptau"]
 
 
 def section_fns() -> dict:
     import speed_adam
+    import speed_adaptau
     import speed_decode
     import speed_malloc
     import speed_rank
@@ -71,7 +74,8 @@ def section_fns() -> dict:
     return {"decode": speed_decode.run, "train": speed_train.sid_train_section, "rank": speed_rank.rank_section,
             "quant": speed_rank.quant_section, "encoder": speed_rank.encoder_section,
             "sasrec": speed_train.sasrec_section, "malloc": speed_malloc.malloc_section,
-            "spmm": speed_spmm.spmm_section, "block": speed_spmm.block_section, "adam": speed_adam.adam_section}
+            "spmm": speed_spmm.spmm_section, "block": speed_spmm.block_section, "adam": speed_adam.adam_section,
+            "adaptau": speed_adaptau.adaptau_section}
 
 
 class PrecisionLog:

@@ -229,6 +229,12 @@ def genrec_run_train_time(prefix: list[str], files: list[str], sets: list[str], 
                           env: dict | None = None) -> float:
     """train_time_s of one `genrec run` in a fresh process: `prefix` (the interpreter and how it reaches
     genrec.cli, ending before "run"), config `files` (relative to the repo) and --set `sets`, output under out."""
+    return float(genrec_run_row(prefix, files, sets, out, env)["train_time_s"])
+
+
+def genrec_run_row(prefix: list[str], files: list[str], sets: list[str], out: Path,
+                   env: dict | None = None) -> dict:
+    """The leaderboard row (str values) of one `genrec run` in a fresh process; arguments as genrec_run_train_time."""
     import csv
     import os
     import subprocess
@@ -241,4 +247,4 @@ def genrec_run_train_time(prefix: list[str], files: list[str], sets: list[str], 
     if proc.returncode != 0:
         raise RuntimeError(f"genrec run {' '.join(sets)} failed: {proc.stderr.strip()[-500:]}")
     with open(out / "rows.csv", newline="") as f:
-        return float(list(csv.DictReader(f))[-1]["train_time_s"])
+        return list(csv.DictReader(f))[-1]
