@@ -9,10 +9,11 @@ Pieces, in order (each one a child process, so a piece that overruns is stopped 
              of every size first; --procs processes share the GPU (runner --shard i/n)
   3 tiger    configs/sweeps/gpu_tiger_ml1m.yaml (the TIGER reference size)
   4 sasrec   configs/sweeps/gpu_sasrec_ml1m.yaml
-  5 cfdim    configs/sweeps/cf_dim_ml1m_gpu.yaml (the tuned ML-1M CF dimension study, 216 trainings), curve by
-             curve, --cf-procs processes sharing the GPU: the LightGCN half (the MF-BPR half runs on the CPU;
-             --cf-mf adds it); it starts from the committed
-             benchmarks/results/cf_dim_ml1m_gpu.csv, so each lent GPU continues where the last one stopped
+  5 cfdim    configs/sweeps/cf_dim_ml1m_gpu.yaml (the tuned ML-1M CF dimension study, 216 trainings), its
+             LightGCN half, largest dimension first (the MF-BPR half runs on the CPU; --cf-mf adds it), --cf-procs
+             processes sharing the GPU; it starts from the committed benchmarks/results/cf_dim_ml1m_gpu.csv, so
+             each lent GPU continues where the last one (or the CPU) stopped. It needs genrec's own ML-1M data
+             (a carried cache, benchmarks/GPU.md), not the pack's, and is skipped with a note without it
 A piece starts only when the time left covers its minimum plus the minimums of the pieces after it;
 otherwise it is skipped with a note. Sweeps run through genrec.scaling.runner.main with --max-minutes
 from the time left. Data: the pack in benchmarks/gpu_pack/ (made by gpu_prepare.py: ML-1M index
@@ -45,10 +46,10 @@ QUICK_SID = ["sid_model.examples_per_epoch=300", "train.epochs=1", "train.batch_
              "decode.valid_users=20", "decode.num_beams=10", "decode.batch_size=64", "eval.ks=[5,10]",
              "data.max_history=5", "train.patience=0"]
 QUICK_CF = ["train.epochs=2", "train.eval_every=1", "train.patience=0", "eval.max_users=40"]
-# The curves in the order they are worth having. The MF-BPR half runs on the CPU (genrec's wheel loader),
-# whose rows carry other run ids than the pack's (data.path and the data fingerprint are in the id): a GPU
-# run of them would add a second copy of each point, so they run here only with --cf-mf.
-CF_CURVES = ["lightgcn-plain-*", "lightgcn-adap_tau-*", "lightgcn-directspec-*"]
+# The points in the order they are worth having: LightGCN by dimension, largest first (the CPU cannot
+# afford d >= 1024, ~2 s a step at d=2048, and works up from d=4 itself; both skip what the other finished).
+# The MF-BPR half runs on the CPU; --cf-mf adds it here after LightGCN's.
+CF_CURVES = [f"lightgcn-*-dim{d}-*" for d in (2048, 1024, 256, 64, 16, 4)]
 CF_CURVES_MF = ["mf_bpr-plain-*", "mf_bpr-adap_tau-*", "mf_bpr-directspec-*"]
 QUICK_SASREC = ["train.epochs=1", "data.max_history=20", "eval.max_users=40", "train.eval_every=1",
                 "train.patience=0", "eval.ks=[5,10]"]
@@ -64,8 +65,11 @@ class Suite:
         self.info: dict = {}
         self.env = {**os.environ, "GENREC_OFFLINE": os.environ.get("GENREC_OFFLINE", "1"), "HF_HUB_OFFLINE": "1",
                     "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)}
-        self.env.setdefault("GENREC_CACHE", str(self.work / "cache"))
+        # a carried copy of genrec's cache in the repo (benchmarks/GPU.md: the ML-1M data of the CPU's rows)
+        carried = REPO / ".cache" / "genrec"
+        self.env.setdefault("GENREC_CACHE", str(carried if carried.is_dir() else self.work / "cache"))
         os.environ["GENREC_CACHE"] = self.env["GENREC_CACHE"]  # install_embeddings writes where the runs read
+        os.environ["GENREC_OFFLINE"] = self.env["GENREC_OFFLINE"]  # and cf_data_sets loads as the runs will
         (self.out / "logs").mkdir(parents=True, exist_ok=True)
 
     def left(self) -> float:
@@ -283,8 +287,41 @@ def plan(suite: Suite) -> None:
             import shutil
 
             shutil.copy(done, suite.out / "cfdim.csv")
-        sweep_piece(suite, "cfdim", "cf_dim_ml1m_gpu.yaml", sets["common"] + (QUICK_CF if suite.quick else []),
-                    0.0, cf_curves(suite.quick, suite.args.cf_mf), suite.args.cf_procs)
+        cf_sets, why_not = cf_data_sets(suite, sets["common"], done)
+        if cf_sets is None:
+            suite.record("cfdim", "skipped", why_not)
+        else:
+            sweep_piece(suite, "cfdim", "cf_dim_ml1m_gpu.yaml", cf_sets + (QUICK_CF if suite.quick else []),
+                        0.0, cf_curves(suite.quick, suite.args.cf_mf), suite.args.cf_procs)
+
+
+def cf_data_sets(suite: Suite, common: list[str], done: Path) -> tuple[list[str] | None, str]:
+    """The cfdim piece's --set values and, when it cannot run, why. At full sizes it continues the committed
+    study, whose rows (CPU and GPU alike) come from genrec's own ML-1M loader: the pack's data would give
+    other run ids (data.path is part of one), so every point would be trained again under a second id. So
+    the piece drops the pack's data settings and needs the loader's ML-1M here, offline: a carried copy of
+    genrec's cache (benchmarks/GPU.md), with the data fingerprint of the committed rows."""
+    if suite.quick:
+        return common, ""  # the quick test's rows are a study of their own, on whatever data the suite has
+    sets = [s for s in common if not s.startswith(("data.source=", "data.path="))]
+    import csv as csvmod
+
+    from genrec.config import load_config
+    from genrec.data import load_data
+
+    carry = "carry genrec's ML-1M cache as benchmarks/GPU.md says"
+    try:
+        data = load_data(load_config([str(REPO / "configs" / "runs" / "cf-dim-ml1m.yaml")], sets).data)
+    except Exception as e:  # noqa: BLE001 - whatever the loader says, the piece cannot run
+        return None, f"genrec's ML-1M loader has no data here ({type(e).__name__}: {str(e)[:160]}); {carry}"
+    if done.is_file():
+        with open(done, newline="") as f:
+            prints = {r["data_fingerprint"] for r in csvmod.DictReader(f) if r.get("data_fingerprint")}
+        if prints and data.fingerprint() not in prints:
+            return None, (f"the ML-1M data here (fingerprint {data.fingerprint()}) is not that of the committed "
+                          f"rows ({', '.join(sorted(prints))}); {carry}")
+    suite.info["cfdim_data"] = f"genrec's loader, ML-1M fingerprint {data.fingerprint()}"
+    return sets, ""
 
 
 def cf_curves(quick: bool, with_mf: bool) -> list[str]:

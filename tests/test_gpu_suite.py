@@ -141,6 +141,42 @@ def test_cfdim_on_a_gpu_runs_the_lightgcn_half_unless_asked_for_mf():
 
     full = gpu_suite.cf_curves(quick=False, with_mf=False)
     assert full and all(g.startswith("lightgcn-") for g in full)  # the MF-BPR half has CPU rows
+    assert full[0] == "lightgcn-*-dim2048-*" and full[-1] == "lightgcn-*-dim4-*"  # what the CPU cannot do first
     both = gpu_suite.cf_curves(quick=False, with_mf=True)
     assert both[:len(full)] == full and {g.split("-")[0] for g in both} == {"lightgcn", "mf_bpr"}
     assert gpu_suite.cf_curves(quick=True, with_mf=False) == ["mf_bpr-plain-dim4-*"]
+
+
+def test_cfdim_at_full_size_continues_the_committed_rows_on_their_data(tmp_path, monkeypatch):
+    """At full sizes the cfdim piece drops the pack's data settings (other run ids) and runs only when
+    genrec's loader gives, offline, the data whose fingerprint the committed rows carry."""
+    from types import SimpleNamespace
+
+    import genrec.data
+
+    if str(BENCH) not in sys.path:
+        sys.path.insert(0, str(BENCH))
+    import gpu_suite
+
+    done = tmp_path / "done.csv"
+    done.write_text("run_id,data_fingerprint\nabc,f00d\n")
+    common = ["run.device=cuda", "data.source=ml-1m", "data.path=benchmarks/gpu_pack/ml-1m.npz"]
+
+    def suite():
+        return SimpleNamespace(quick=False, info={})
+
+    def no_data(cfg):
+        raise FileNotFoundError("ml-1m is not cached and GENREC_OFFLINE is set")
+
+    monkeypatch.setattr(genrec.data, "load_data", no_data)
+    sets, why = gpu_suite.cf_data_sets(suite(), common, done)
+    assert sets is None and "not cached" in why and "GPU.md" in why
+    monkeypatch.setattr(genrec.data, "load_data", lambda cfg: SimpleNamespace(fingerprint=lambda: "beef"))
+    sets, why = gpu_suite.cf_data_sets(suite(), common, done)
+    assert sets is None and "beef" in why and "f00d" in why
+    monkeypatch.setattr(genrec.data, "load_data", lambda cfg: SimpleNamespace(fingerprint=lambda: "f00d"))
+    s = suite()
+    sets, why = gpu_suite.cf_data_sets(s, common, done)
+    assert sets == ["run.device=cuda"] and why == "" and "f00d" in s.info["cfdim_data"]
+    quick = SimpleNamespace(quick=True, info={})
+    assert gpu_suite.cf_data_sets(quick, common, done) == (common, "")  # the quick test keeps the pack
