@@ -185,3 +185,34 @@ def test_concurrent_appends_do_not_tear(tmp_path):
     rows = read_rows(path)
     assert len({r["run_id"] for r in rows}) == 450
     assert all(json.loads(r["config"])["k"][0].startswith("x, ") for r in rows)
+
+
+def test_a_point_another_process_runs_is_taken_up_last(tmp_path, monkeypatch):
+    """Two processes on one sweep: a point whose lock another process holds is deferred, the next point
+    runs first, and the deferred one is waited for (then skipped if the other process wrote its row)."""
+    import fcntl
+    import threading
+    from types import SimpleNamespace
+
+    from genrec.scaling import runner
+
+    def point(name):
+        return SimpleNamespace(name=name, run_id=name, train_id=name,
+                               cfg=SimpleNamespace(run=SimpleNamespace(output_dir=str(tmp_path / "runs"))))
+
+    order = []
+
+    def fake_run_one(p, run_dir, out, sweep_name, cache, job):
+        order.append(p.name)
+        return "ok"
+
+    monkeypatch.setattr(runner, "_run_one", fake_run_one)
+    a_dir = tmp_path / "runs" / "a"
+    a_dir.mkdir(parents=True)
+    fd = os.open(a_dir / ".lock", os.O_RDWR | os.O_CREAT)  # "another process" holds a's lock
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    released = threading.Timer(1.0, lambda: (fcntl.flock(fd, fcntl.LOCK_UN), os.close(fd)))
+    released.start()
+    counts = runner.run_points([point("a"), point("b")], tmp_path / "rows.csv", "s", progress=False)
+    released.join()
+    assert order == ["b", "a"] and counts["ok"] == 2  # b did not queue behind a; a ran once it was free

@@ -176,10 +176,10 @@ def _load(cfg, cache: dict):
 
 def run_points(points, out: Path, sweep_name: str, force: bool = False, progress: bool = True,
                cache: dict | None = None, max_minutes: float = 0.0) -> dict:
-    """Run the given points in order, appending a row each; returns counts by outcome."""
+    """Run the given points in order, appending a row each; returns counts by outcome. A point that another
+    process is running is taken up after the others (then waited for), so that processes sharing a sweep
+    spread over its points instead of queueing behind one."""
     from tqdm.auto import tqdm
-
-    from genrec.scaling.leaderboard import done_run_ids
 
     counts = {"ok": 0, "failed": 0, "skipped": 0}
     cache = {} if cache is None else cache
@@ -187,23 +187,41 @@ def run_points(points, out: Path, sweep_name: str, force: bool = False, progress
     bar = tqdm(points, desc=f"sweep {sweep_name}", unit="point", disable=not progress or _RANK > 0 and _DATA,
                position=0)
     t0 = time.perf_counter()
+    busy = []  # points another process is running: taken up after the rest, waiting for them then
     for p in bar:
         if max_minutes and time.perf_counter() - t0 > 60 * max_minutes:
             tqdm.write(f"time cap of {max_minutes:g} min reached; rerun the same command to continue")
-            break
+            return counts
         bar.set_postfix_str(p.name)
-        if _same_on_all(not force and p.run_id in done_run_ids(out)):  # another process may have done it
-            counts["skipped"] += 1
-            continue
-        run_dir = Path(p.cfg.run.output_dir) / (p.train_id or p.run_id)
-        run_dir.mkdir(parents=True, exist_ok=True)
-        with point_lock(run_dir, p.name) if _RANK == 0 or not _DATA else contextlib.nullcontext():
-            if _same_on_all(not force and p.run_id in done_run_ids(out)):  # done by the process we waited for
-                counts["skipped"] += 1
-                continue
-            status = _run_one(p, run_dir, out, sweep_name, cache, job)
-        counts[status] += 1
+        outcome = _attempt(p, out, sweep_name, force, cache, job, wait=_DATA)
+        if outcome == "busy":
+            busy.append(p)
+        else:
+            counts[outcome] += 1
+    for p in busy:
+        if max_minutes and time.perf_counter() - t0 > 60 * max_minutes:
+            tqdm.write(f"time cap of {max_minutes:g} min reached; rerun the same command to continue")
+            break
+        counts[_attempt(p, out, sweep_name, force, cache, job, wait=True)] += 1
     return counts
+
+
+def _attempt(p, out: Path, sweep_name: str, force: bool, cache: dict, job: str, wait: bool) -> str:
+    """Run one point unless it is done: 'ok' | 'failed' | 'skipped', or 'busy' when another process holds
+    its lock and `wait` is off (data-parallel runs always wait: every rank must take the same points)."""
+    from genrec.scaling.leaderboard import done_run_ids
+
+    if _same_on_all(not force and p.run_id in done_run_ids(out)):  # another process may have done it
+        return "skipped"
+    run_dir = Path(p.cfg.run.output_dir) / (p.train_id or p.run_id)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        with point_lock(run_dir, p.name, wait) if _RANK == 0 or not _DATA else contextlib.nullcontext():
+            if _same_on_all(not force and p.run_id in done_run_ids(out)):  # done by the process we waited for
+                return "skipped"
+            return _run_one(p, run_dir, out, sweep_name, cache, job)
+    except PointBusy:
+        return "busy"
 
 
 def run_with_tuning(points, out: Path, sweep_name: str, force: bool = False, cache: dict | None = None,
@@ -233,11 +251,16 @@ def _same_on_all(flag: bool) -> bool:
     return bool(box[0])
 
 
-class point_lock:
-    """An exclusive flock on <run_dir>/.lock while a point runs; a second process waits for it."""
+class PointBusy(Exception):
+    """Another process holds the point's lock (point_lock with wait=False)."""
 
-    def __init__(self, run_dir: Path, name: str):
-        self.path, self.name = run_dir / ".lock", name
+
+class point_lock:
+    """An exclusive flock on <run_dir>/.lock while a point runs; a second process waits for it, or with
+    wait=False raises PointBusy (run_points then takes up the point after the others)."""
+
+    def __init__(self, run_dir: Path, name: str, wait: bool = True):
+        self.path, self.name, self.wait = run_dir / ".lock", name, wait
 
     def __enter__(self):
         self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
@@ -246,6 +269,10 @@ class point_lock:
         except BlockingIOError:
             from tqdm.auto import tqdm
 
+            if not self.wait:
+                os.close(self.fd)
+                tqdm.write(f"point {self.name}: another process is running it; taking up the others first")
+                raise PointBusy(self.name) from None
             tqdm.write(f"point {self.name}: another process is running it; waiting for it to finish")
             fcntl.flock(self.fd, fcntl.LOCK_EX)
         return self
