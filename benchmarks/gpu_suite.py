@@ -304,22 +304,19 @@ def cf_data_sets(suite: Suite, common: list[str], done: Path) -> tuple[list[str]
     if suite.quick:
         return common, ""  # the quick test's rows are a study of their own, on whatever data the suite has
     sets = [s for s in common if not s.startswith(("data.source=", "data.path="))]
-    import csv as csvmod
-
     from genrec.config import load_config
     from genrec.data import load_data
+    from genrec.scaling.leaderboard import read_rows
 
     carry = "carry genrec's ML-1M cache as benchmarks/GPU.md says"
     try:
         data = load_data(load_config([str(REPO / "configs" / "runs" / "cf-dim-ml1m.yaml")], sets).data)
     except Exception as e:  # noqa: BLE001 - whatever the loader says, the piece cannot run
         return None, f"genrec's ML-1M loader has no data here ({type(e).__name__}: {str(e)[:160]}); {carry}"
-    if done.is_file():
-        with open(done, newline="") as f:
-            prints = {r["data_fingerprint"] for r in csvmod.DictReader(f) if r.get("data_fingerprint")}
-        if prints and data.fingerprint() not in prints:
-            return None, (f"the ML-1M data here (fingerprint {data.fingerprint()}) is not that of the committed "
-                          f"rows ({', '.join(sorted(prints))}); {carry}")
+    prints = {r["data_fingerprint"] for r in read_rows(done) if r.get("data_fingerprint")}
+    if prints and data.fingerprint() not in prints:
+        return None, (f"the ML-1M data here (fingerprint {data.fingerprint()}) is not that of the committed "
+                      f"rows ({', '.join(sorted(prints))}); {carry}")
     suite.info["cfdim_data"] = f"genrec's loader, ML-1M fingerprint {data.fingerprint()}"
     return sets, ""
 

@@ -8,7 +8,8 @@ A curve is labelled only when it has >= MIN_SEEDS (3) seeds at every dim, and ev
 plans (`planned`, from planned_dims); otherwise its `label` is null and `label_reason` says why.
 `study_table` gives the same study as a markdown table. Each curve's legend entry gives its share of
 converged points (the rows' `converged`, genrec.scaling.tune.converged). Tuning rows (sweep <name>/tune)
-are left out. The rows come from the sweeps configs/sweeps/cf_dim_ml100k.yaml / cf_dim_ml100k_cpu.yaml / cf_dim_ml1m.yaml.
+are left out. The rows come from the sweeps configs/sweeps/cf_dim_ml100k.yaml / cf_dim_ml100k_cpu.yaml /
+cf_dim_ml1m.yaml.
 """
 from __future__ import annotations
 
@@ -288,7 +289,8 @@ def study_table(csv_path: str | Path, metric: str = "ndcg@10", sweep: str | None
             return f"{secs[key]['CPU'] / 3600:.2f}"
         return " + ".join(f"{t / 3600:.2f} {kind}" for kind, t in sorted(secs[key].items())) or "0.00"
 
-    lines = ["| curve | " + " | ".join(f"d={d}" for d in study_dims) + f" | label | {'CPU h' if cpu_only else 'hours'} |",
+    unit = "CPU h" if cpu_only else "hours"
+    lines = ["| curve | " + " | ".join(f"d={d}" for d in study_dims) + f" | label | {unit} |",
              "|---|" + "---|" * (len(study_dims) + 2)]
     for key, by_dim in sorted(agg.items()):
         row = []

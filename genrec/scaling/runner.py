@@ -184,25 +184,22 @@ def run_points(points, out: Path, sweep_name: str, force: bool = False, progress
     counts = {"ok": 0, "failed": 0, "skipped": 0}
     cache = {} if cache is None else cache
     job = job_token()
-    bar = tqdm(points, desc=f"sweep {sweep_name}", unit="point", disable=not progress or _RANK > 0 and _DATA,
-               position=0)
+    bar = tqdm(total=len(points), desc=f"sweep {sweep_name}", unit="point",
+               disable=not progress or _RANK > 0 and _DATA, position=0)
     t0 = time.perf_counter()
-    busy = []  # points another process is running: taken up after the rest, waiting for them then
-    for p in bar:
-        if max_minutes and time.perf_counter() - t0 > 60 * max_minutes:
-            tqdm.write(f"time cap of {max_minutes:g} min reached; rerun the same command to continue")
-            return counts
-        bar.set_postfix_str(p.name)
-        outcome = _attempt(p, out, sweep_name, force, cache, job, wait=_DATA)
-        if outcome == "busy":
-            busy.append(p)
-        else:
-            counts[outcome] += 1
-    for p in busy:
+    queue = [(p, _DATA) for p in points]  # (point, wait for its lock); data-parallel runs always wait
+    for p, wait in queue:  # a point found busy is appended again, to be waited for after the rest
         if max_minutes and time.perf_counter() - t0 > 60 * max_minutes:
             tqdm.write(f"time cap of {max_minutes:g} min reached; rerun the same command to continue")
             break
-        counts[_attempt(p, out, sweep_name, force, cache, job, wait=True)] += 1
+        bar.set_postfix_str(p.name)
+        outcome = _attempt(p, out, sweep_name, force, cache, job, wait)
+        if outcome == "busy":
+            queue.append((p, True))
+            continue
+        counts[outcome] += 1
+        bar.update(1)
+    bar.close()
     return counts
 
 
