@@ -216,3 +216,30 @@ def test_a_point_another_process_runs_is_taken_up_last(tmp_path, monkeypatch):
     counts = runner.run_points([point("a"), point("b")], tmp_path / "rows.csv", "s", progress=False)
     released.join()
     assert order == ["b", "a"] and counts["ok"] == 2  # b did not queue behind a; a ran once it was free
+
+
+def test_run_points_can_leave_a_busy_point_to_the_caller(tmp_path, monkeypatch):
+    """wait_busy=False (run_tuned's first pass over a group): a point another process holds is not waited
+    for but handed back under 'busy'; the free points run."""
+    import fcntl
+    from types import SimpleNamespace
+
+    from genrec.scaling import runner
+
+    def point(name):
+        return SimpleNamespace(name=name, run_id=name, train_id=name,
+                               cfg=SimpleNamespace(run=SimpleNamespace(output_dir=str(tmp_path / "runs"))))
+
+    order = []
+    monkeypatch.setattr(runner, "_run_one", lambda p, *a: order.append(p.name) or "ok")
+    a_dir = tmp_path / "runs" / "a"
+    a_dir.mkdir(parents=True)
+    fd = os.open(a_dir / ".lock", os.O_RDWR | os.O_CREAT)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    try:
+        a, b = point("a"), point("b")
+        counts = runner.run_points([a, b], tmp_path / "rows.csv", "s", progress=False, wait_busy=False)
+    finally:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
+    assert order == ["b"] and counts["ok"] == 1 and counts["busy"] == [a]

@@ -86,7 +86,7 @@ def _fake_runner(out: Path, calls: list):
         for p in points:
             p.run_id = run_id(p.cfg)
 
-    def run(points, sweep, minutes):
+    def run(points, sweep, minutes, wait_busy=True):
         counts = {"ok": 0, "failed": 0, "skipped": 0}
         for p in points:
             if p.run_id in done_run_ids(out):
@@ -139,7 +139,7 @@ def test_run_tuned_resumes_a_partial_tuning(tmp_path):
     calls: list = []
     run, bind = _fake_runner(out, calls)
 
-    def run_one_tuning_then_stop(points, sweep, minutes):  # a killed sweep: only the first tuning run
+    def run_one_tuning_then_stop(points, sweep, minutes, wait_busy=True):  # a killed sweep: only the first tuning run
         return run(points[:1], sweep, minutes)
 
     assert run_tuned(sw.points, out, "tn", run_one_tuning_then_stop, bind)["ok"] == 1
@@ -148,6 +148,45 @@ def test_run_tuned_resumes_a_partial_tuning(tmp_path):
     run_tuned(load_sweep(_sweep(tmp_path, text, grid="{cf.dim: [4]}")).points, out, "tn", run, bind)
     assert [c[0] for c in calls] == ["tn/tune", "tn", "tn"]  # the missing tuning run, then the seeds
 
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("held_stage", ["tune", "final"])
+def test_a_group_another_process_holds_is_taken_up_last(tmp_path, held_stage):
+    """Two processes on one tuned sweep: when another process holds one of a group's runs (a tuning run or
+    a seed), this one runs the group's free runs, then the other groups, and only then waits for the held
+    run (here the other process finishes it meanwhile: its row appears and is reused)."""
+    sw = load_sweep(_sweep(tmp_path, "tune: {grid: {train.lr: [0.003, 0.01]}}"))
+    out = tmp_path / "tn.csv"
+    calls: list = []
+    run, bind = _fake_runner(out, calls)
+    held = {"tune": "dim4-tune-lr0.003", "final": "dim4-s1"}[held_stage]
+    busy_seen: list = []
+
+    def run_beside_another(points, sweep, minutes, wait_busy=True):
+        busy = [p for p in points if p.name == held and p.run_id not in done_run_ids(out)]
+        if busy and not wait_busy:
+            busy_seen.extend(p.name for p in busy)
+            return {**run([p for p in points if p not in busy], sweep, minutes), "busy": busy}
+        for p in busy:  # waited for: the other process finishes it and writes its row
+            calls.append(("waited", p.name))
+            append_row(out, make_row(p.cfg, {"run_id": p.run_id, "metrics": {"ndcg@10": 0.03, "recall@10": 0.2},
+                                             "extra": dict(p.extra)}, sweep=sweep, point=p.name))
+        return run(points, sweep, minutes)
+
+    counts = run_tuned(sw.points, out, "tn", run_beside_another, bind)
+    trained = [c[1] for c in calls if c[0] != "waited"]
+    events = [("waited " if c[0] == "waited" else "") + c[1] for c in calls]
+    assert busy_seen == [held] and held not in trained  # the other process ran it; its row was reused
+    dim8 = [i for i, e in enumerate(events) if e.startswith("dim8")]
+    assert events.index(f"waited {held}") > max(dim8)  # waited for only after the other group
+    free_dim4 = [i for i, e in enumerate(events) if e.startswith("dim4")]
+    if held_stage == "tune":  # the free tuning run before dim8, dim4's seeds after the wait
+        assert events[0] == "dim4-tune-lr0.01" and all(i > max(dim8) for i in free_dim4[1:])
+    else:  # dim4's tuning and its free seed before dim8
+        assert events[:3] == ["dim4-tune-lr0.003", "dim4-tune-lr0.01", "dim4-s0"] and min(dim8) == 3
+    assert len(read_rows(out)) == 2 * (2 + 2) and counts["ok"] == 2 * (2 + 2) - 1
+    assert counts["failed"] == 0 and "busy" not in counts
 
 def test_tuned_sweep_trains_end_to_end(tmp_path):
     """genrec sweep on the synthetic data: tuning rows, tuned rows with `converged`, seed 0 reusing the

@@ -175,10 +175,11 @@ def _load(cfg, cache: dict):
 
 
 def run_points(points, out: Path, sweep_name: str, force: bool = False, progress: bool = True,
-               cache: dict | None = None, max_minutes: float = 0.0) -> dict:
+               cache: dict | None = None, max_minutes: float = 0.0, wait_busy: bool = True) -> dict:
     """Run the given points in order, appending a row each; returns counts by outcome. A point that another
     process is running is taken up after the others (then waited for), so that processes sharing a sweep
-    spread over its points instead of queueing behind one."""
+    spread over its points instead of queueing behind one. With wait_busy=False such a point is not waited
+    for but listed under 'busy' (run_tuned then takes up other tuning groups first)."""
     from tqdm.auto import tqdm
 
     counts = {"ok": 0, "failed": 0, "skipped": 0}
@@ -195,7 +196,10 @@ def run_points(points, out: Path, sweep_name: str, force: bool = False, progress
         bar.set_postfix_str(p.name)
         outcome = _attempt(p, out, sweep_name, force, cache, job, wait)
         if outcome == "busy":
-            queue.append((p, True))
+            if wait_busy:
+                queue.append((p, True))
+            else:
+                counts.setdefault("busy", []).append(p)
             continue
         counts[outcome] += 1
         bar.update(1)
@@ -231,8 +235,9 @@ def run_with_tuning(points, out: Path, sweep_name: str, force: bool = False, cac
     if not any(p.tune for p in points):
         return run_points(points, out, sweep_name, force=force, cache=cache, max_minutes=max_minutes)
 
-    def run(pts, name, minutes):
-        return run_points(pts, out, name, force=force, progress=False, cache=cache, max_minutes=minutes)
+    def run(pts, name, minutes, wait_busy=True):
+        return run_points(pts, out, name, force=force, progress=False, cache=cache, max_minutes=minutes,
+                          wait_busy=wait_busy)
 
     return run_tuned(points, out, sweep_name, run, lambda pts: bind_data(pts, cache), max_minutes)
 

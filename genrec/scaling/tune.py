@@ -133,11 +133,13 @@ def converged(best_epoch: int, epochs_run: int, max_epochs: int, frac: float = 0
 def run_tuned(points: list, out, sweep_name: str, run, bind, max_minutes: float = 0.0) -> dict:
     """Run points with a tune spec: per group, its tuning runs, then its seeds with the chosen values.
 
-    run(points, sweep_name, max_minutes) runs points and appends their rows (returns counts by
-    outcome: ok / failed / skipped); bind(points) gives them run ids. Points without a tune spec run
-    first, as they are. A group none of whose tuning runs has an ok row is left for the next attempt
-    (its points count as failed, without rows); the time cap stops between runs, as in run_points.
-    Returns the counts over all runs.
+    run(points, sweep_name, max_minutes, wait_busy) runs points and appends their rows (returns counts by
+    outcome: ok / failed / skipped, and under 'busy' the points another process holds, when wait_busy is
+    off); bind(points) gives them run ids. Points without a tune spec run first, as they are. A group with
+    a run that another process holds is taken up again after the other groups, and that run is then waited
+    for, so that processes sharing a sweep spread over its groups instead of queueing behind one. A group
+    none of whose tuning runs has an ok row is left for the next attempt (its points count as failed,
+    without rows); the time cap stops between runs, as in run_points. Returns the counts over all runs.
     """
     import time
 
@@ -152,21 +154,31 @@ def run_tuned(points: list, out, sweep_name: str, run, bind, max_minutes: float 
         rest = max_minutes - (time.perf_counter() - t0) / 60
         return rest if rest > 0 else None
 
-    def add(c: dict) -> None:
+    def add(c: dict) -> list:  # adds the finished outcomes; returns the busy points
         for k, v in c.items():
-            counts[k] = counts.get(k, 0) + v
+            if k != "busy":
+                counts[k] = counts.get(k, 0) + v
+        return c.get("busy", [])
 
     plain = [p for p in points if not getattr(p, "tune", None)]
     if plain:
-        add(run(plain, sweep_name, max_minutes))
-    for group, members in groups(points).items():
+        add(run(plain, sweep_name, max_minutes, True))
+    # (group, its points, None on the first pass or (stage, the busy runs to wait for) on a later one)
+    queue: list = [(group, members, None) for group, members in groups(points).items()]
+    for group, members, retry in queue:
         if left() is None:
             print(f"time cap of {max_minutes:g} min reached; rerun the same command to continue")
             break
+        stage, held = retry or ("tune", None)
         spec = members[0].tune
         tune_pts = tuning_points(group, members[0])
         bind(tune_pts)
-        add(run(tune_pts, sweep_name + TUNE_SUFFIX, left()))
+        if stage == "tune":
+            busy = add(run(held or tune_pts, sweep_name + TUNE_SUFFIX, left(), held is not None))
+            if busy:
+                print(f"{group}: another process holds {len(busy)} of its tuning runs; taking up other groups first")
+                queue.append((group, members, ("tune", busy)))
+                continue
         rows = read_rows(out)
         tried = {r["run_id"] for r in rows}
         if any(tp.run_id not in tried for tp in tune_pts):  # the time cap stopped the tuning
@@ -182,7 +194,11 @@ def run_tuned(points: list, out, sweep_name: str, run, bind, max_minutes: float 
         bind(finals)
         if left() is None:
             break
-        add(run(finals, sweep_name, left()))
+        held = held if stage == "final" else None
+        busy = add(run(held or finals, sweep_name, left(), held is not None))
+        if busy:
+            print(f"{group}: another process holds {len(busy)} of its seeds; taking up other groups first")
+            queue.append((group, members, ("final", busy)))
     return counts
 
 
