@@ -6,7 +6,7 @@
 Pieces, in order (each one a child process, so a piece that overruns is stopped at the budget):
   1 speed    benchmarks/speed.py sections decode, train (MFU, peak memory), rank, sasrec; one CSV each
   2 recsize  configs/sweeps/gpu_recsize_ml1m.yaml (decoder-only SID recommender, 6 sizes x 3 seeds), seed 0
-             of every size first; --procs processes share the GPU (runner --shard i/n)
+             of every size first; --procs processes share the GPU and its point list (point locks)
   3 tiger    configs/sweeps/gpu_tiger_ml1m.yaml (the TIGER reference size)
   4 sasrec   configs/sweeps/gpu_sasrec_ml1m.yaml
   5 cfdim    configs/sweeps/cf_dim_ml1m_gpu.yaml (the tuned ML-1M CF dimension study, 216 trainings), its
@@ -176,32 +176,29 @@ def speed_piece(suite: Suite, later: float) -> None:
 
 def sweep_piece(suite: Suite, name: str, sweep: str, sets: list[str], later: float, only: list[str],
                 procs: int = 1) -> None:
-    """One sweep file through genrec.scaling.runner.main, `only` globs in turn, `procs` shards at once."""
+    """One sweep file through genrec.scaling.runner.main: the points of the `only` globs, in that order, with
+    `procs` processes on the same point list. A point holds a lock while it runs, and a process that finds
+    a point (or a tuning group's runs) held by another takes up the next ones first, so the processes
+    spread over the points as they go (a static --shard split would leave some idle while others still
+    hold a long point)."""
     csv = suite.out / f"{name}.csv"
     t = time.monotonic()
-    notes = []
-    for glob in only:
-        budget = suite.left() - later
-        if budget < suite.min_s(name):
-            notes.append(f"{glob or 'all'}: skipped ({suite.left():.0f} s left)")
-            continue
-        minutes = max(0.05, (budget - suite.min_s(name)) / 60)
-        args = ["--sweep", str(REPO / "configs" / "sweeps" / sweep), "--out", str(csv), "--max-minutes",
-                f"{minutes:.2f}", "--no-plot", *[x for s in sets for x in ("--set", s)]]
-        if glob:
-            args += ["--only", glob]
-        procs_now = []
-        for i in range(procs):
-            argv = args + (["--shard", f"{i}/{procs}"] if procs > 1 else [])
-            code = f"import sys; from genrec.scaling.runner import main; sys.exit(main({argv!r}))"
-            log = suite.out / "logs" / f"{name}{'-' + glob.strip('*-') if glob else ''}-{i}.log"
-            procs_now.append((log, [sys.executable, "-c", code]))
-        results = parallel(suite, procs_now, budget)
-        notes.append(f"{glob or 'all'}: " + ", ".join(sorted(set(results))))
+    budget = suite.left() - later
+    if budget < suite.min_s(name):
+        suite.record(name, "skipped", f"{sweep}: skipped ({suite.left():.0f} s left)")
+        return
+    minutes = max(0.05, (budget - suite.min_s(name)) / 60)
+    args = ["--sweep", str(REPO / "configs" / "sweeps" / sweep), "--out", str(csv), "--max-minutes",
+            f"{minutes:.2f}", "--no-plot", *[x for s in sets for x in ("--set", s)]]
+    if any(only):
+        args += ["--only", ",".join(g for g in only if g)]
+    code = f"import sys; from genrec.scaling.runner import main; sys.exit(main({args!r}))"
+    jobs = [(suite.out / "logs" / f"{name}-{i}.log", [sys.executable, "-c", code]) for i in range(procs)]
+    results = sorted(set(parallel(suite, jobs, budget)))
     rows = count_rows(csv)
-    status = "ok" if rows and all("ok" in n for n in notes) else "partial" if rows else \
-        "skipped" if all("skipped" in n for n in notes) else "nothing finished"
-    suite.record(name, status, f"{sweep}: {rows} row(s); " + "; ".join(notes), time.monotonic() - t, [csv])
+    status = "ok" if rows and results == ["ok"] else "partial" if rows else "nothing finished"
+    suite.record(name, status, f"{sweep}: {rows} row(s); {procs} process(es): " + ", ".join(results),
+                 time.monotonic() - t, [csv])
 
 
 def parallel(suite: Suite, jobs: list[tuple[Path, list[str]]], budget: float) -> list[str]:

@@ -119,15 +119,20 @@ def test_suite_runs_within_budget(tmp_path, tiny_pack):
 
 
 def test_cfdim_piece_runs_and_a_second_suite_continues_it(tmp_path, tiny_pack):
-    skip = ["--skip", "speed,recsize,tiger,sasrec"]
+    """Two processes share the piece's point list (as six do on a GPU): every run trains once."""
+    skip = ["--skip", "speed,recsize,tiger,sasrec", "--cf-procs", "2"]
     state, _ = _suite(tmp_path, tiny_pack[0], 90, *skip)
     piece = {p["piece"]: p for p in state["pieces"]}["cfdim"]
-    assert piece["status"] in ("ok", "partial"), piece
+    assert piece["status"] in ("ok", "partial") and "2 process(es)" in piece["note"], piece
     with open(tmp_path / "out" / "cfdim.csv") as f:
         rows = list(csv.DictReader(f))
     tuned = [r for r in rows if r["sweep"] == "cf_dim_ml1m_gpu" and r["status"] == "ok"]
     tuning = [r for r in rows if r["sweep"] == "cf_dim_ml1m_gpu/tune"]
     assert len(tuning) == 4 and len(tuned) == 3  # the grid on validation, then the 3 seeds of d=4
+    assert len({r["run_id"] for r in rows}) == len(rows) == 7  # no run twice, though both processes saw all
+    logs = [(tmp_path / "out" / "logs" / f"cfdim-{i}.log").read_text() for i in range(2)]
+    trained = [line.split(":")[0] for log in logs for line in log.splitlines() if "ndcg@10=" in line]
+    assert sorted(trained) == sorted(f"point {r['point']}" for r in rows)  # each trained by one process
     assert {r["point"] for r in tuned} == {f"mf_bpr-plain-dim4-s{i}" for i in range(3)}
     state, _ = _suite(tmp_path, tiny_pack[0], 60, *skip)  # the same output: every point is already there
     with open(tmp_path / "out" / "cfdim.csv") as f:

@@ -106,6 +106,9 @@ def test_select_and_shard(tmp_path):
     p = _write(tmp_path, f"base: {json.dumps(BASE)}\ngrid: {{data.n_items: [50, 60, 70, 80, 90]}}\n")
     pts = load_sweep(p).points
     assert [q.name for q in select(pts, "n_items6*,n_items90-s0")] == ["n_items60-s0", "n_items90-s0"]
+    # in the order of the patterns; a point matched twice comes once, where it first matched
+    assert [q.name for q in select(pts, "n_items9*,n_items5*,n_items*0-s0")] == [
+        "n_items90-s0", "n_items50-s0", "n_items60-s0", "n_items70-s0", "n_items80-s0"]
     with pytest.raises(ConfigError, match="matches no point"):
         select(pts, "zzz")
     assert parse_shard("1/2") == (1, 2)

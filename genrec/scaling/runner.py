@@ -79,7 +79,7 @@ def build_parser(ap: argparse.ArgumentParser | None = None) -> argparse.Argument
     ap.add_argument("--sweep", default="", help=f"sweep YAML (default: {DEFAULT_SWEEP.relative_to(REPO)})")
     ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                     help="override a config value in every point (repeatable)")
-    ap.add_argument("--only", default="", help="comma-separated point-name globs or block names")
+    ap.add_argument("--only", default="", help="comma-separated point-name globs or block names, run in that order")
     ap.add_argument("--shard", default="0/1", help="run the i-th of n slices of the point list (0-based i/n)")
     ap.add_argument("--dry-run", action="store_true", help="print the plan and stop")
     ap.add_argument("--force", action="store_true", help="rerun points that already have an ok row")

@@ -276,11 +276,17 @@ def _tune_spec(spec, tag: str, raw: dict, grid_keys: list[str]) -> dict | None:
 
 
 def select(points: list[SweepPoint], only: str = "") -> list[SweepPoint]:
-    """Keep points whose name or block matches one of the comma-separated glob patterns."""
+    """Keep points whose name or block matches one of the comma-separated glob patterns, in the order of
+    the patterns (the points of the first pattern first; in sweep order within one)."""
     pats = [p.strip() for p in only.split(",") if p.strip()]
     if not pats:
         return list(points)
-    keep = [p for p in points if any(fnmatch.fnmatchcase(p.name, q) or p.block == q or p.name == q for q in pats)]
+    keep, taken = [], set()
+    for q in pats:
+        for i, p in enumerate(points):
+            if i not in taken and (fnmatch.fnmatchcase(p.name, q) or p.block == q or p.name == q):
+                keep.append(p)
+                taken.add(i)
     if not keep:
         raise ConfigError(f"--only {only!r} matches no point (points: {', '.join(p.name for p in points[:8])}"
                           + (", ..." if len(points) > 8 else "") + ")")
