@@ -96,13 +96,13 @@ class Suite:
                   for p in self.pieces]
         (self.out / "notes.md").write_text("\n".join(lines) + "\n")
 
-    def run(self, name: str, cmd: list[str], timeout: float, log: Path) -> tuple[str, float]:
+    def run(self, name: str, cmd: list[str], timeout: float, log: Path, env: dict | None = None) -> tuple[str, float]:
         """Run a child process with its output in `log`; ('ok' | 'failed (rc N)' | 'stopped at the budget', s)."""
         t = time.monotonic()
         with open(log, "a") as f:
             f.write(f"$ {' '.join(cmd)}\n")
             f.flush()
-            proc = subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT, cwd=REPO, env=self.env,
+            proc = subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT, cwd=REPO, env=env or self.env,
                                     start_new_session=True)
             try:
                 rc = proc.wait(timeout=max(1.0, timeout))
@@ -202,11 +202,15 @@ def sweep_piece(suite: Suite, name: str, sweep: str, sets: list[str], later: flo
 
 
 def parallel(suite: Suite, jobs: list[tuple[Path, list[str]]], budget: float) -> list[str]:
-    """Start every job, wait for all within `budget` seconds; kill what is left."""
+    """Start every job, wait for all within `budget` seconds; kill what is left. Several jobs share the CPU
+    cores (intra-op threads each: cores / jobs, unless OMP_NUM_THREADS is set), so none oversubscribes them."""
     from concurrent.futures import ThreadPoolExecutor
 
+    env = suite.env
+    if len(jobs) > 1 and "OMP_NUM_THREADS" not in env:
+        env = {**env, "OMP_NUM_THREADS": str(max(1, (os.cpu_count() or 1) // len(jobs)))}
     with ThreadPoolExecutor(max_workers=len(jobs)) as pool:
-        futures = [pool.submit(suite.run, "", cmd, budget, log) for log, cmd in jobs]
+        futures = [pool.submit(suite.run, "", cmd, budget, log, env) for log, cmd in jobs]
         return [f.result()[0] for f in futures]
 
 
