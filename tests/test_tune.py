@@ -188,14 +188,22 @@ def test_a_group_another_process_holds_is_taken_up_last(tmp_path, held_stage):
     assert len(read_rows(out)) == 2 * (2 + 2) and counts["ok"] == 2 * (2 + 2) - 1
     assert counts["failed"] == 0 and "busy" not in counts
 
-def test_tuned_sweep_trains_end_to_end(tmp_path):
+def test_tuned_sweep_trains_end_to_end(tmp_path, capsys):
     """genrec sweep on the synthetic data: tuning rows, tuned rows with `converged`, seed 0 reusing the
-    identical tuning run's training, and a rerun that adds nothing."""
+    identical tuning run's training, a rerun that adds nothing, and a dry run that says where the tuned
+    points stand (tuning unfinished, then done with their tuned values and run ids)."""
     from genrec.scaling.runner import main
 
     sweep = _sweep(tmp_path, "tune: {grid: {train.lr: [0.01, 0.003]}, seed: 0}", grid="{cf.dim: [8]}")
     out = tmp_path / "tn.csv"
     argv = ["--sweep", str(sweep), "--out", str(out), "--no-plot"]
+
+    def plan() -> dict:
+        capsys.readouterr()
+        assert main(argv + ["--dry-run"]) == 0
+        return {ln.split()[1]: ln.split() for ln in capsys.readouterr().out.splitlines() if "dim8-s" in ln}
+
+    assert {n: ln[0] for n, ln in plan().items()} == {"dim8-s0": "tuning", "dim8-s1": "tuning"}
     assert main(argv) == 0
     rows = read_rows(out)
     assert sorted(r["sweep"] for r in rows) == ["tn", "tn", "tn/tune", "tn/tune"]
@@ -209,6 +217,9 @@ def test_tuned_sweep_trains_end_to_end(tmp_path):
     seed0 = next(json.loads(r["extra"]) for r in rows if r["sweep"] == "tn" and r["seed"] == "0")
     assert "resumed" in seed0  # same training identity as the chosen tuning run: evaluated, not retrained
     assert main(argv) == 0 and len(read_rows(out)) == 4
+    ids = {r["point"]: r["run_id"] for r in read_rows(out) if r["sweep"] == "tn"}
+    assert {n: (ln[0], ln[3], ln[4]) for n, ln in plan().items()} == {
+        n: ("done", rid, f"(lr{chosen:g})") for n, rid in ids.items()}
 
 
 def test_grid_effects_say_which_tuning_key_moved_the_metric():

@@ -115,10 +115,10 @@ class _PointLog:
         self.handler.close()
 
 
-def _plan_line(p, status: str) -> str:
+def _plan_line(p, status: str, run_id: str | None = None) -> str:
     c = p.cfg
     fam = f"{c.run.family}/{c.run.model}"
-    return f"  {status:8s} {p.name:40s} {fam:22s} {p.run_id}"
+    return f"  {status:8s} {p.name:40s} {fam:22s} {p.run_id if run_id is None else run_id}"
 
 
 def check_points(points) -> None:
@@ -384,7 +384,8 @@ def run_sweep(args, prog: str = "genrec sweep") -> int:
 
 
 def _run(args) -> int:
-    from genrec.scaling.leaderboard import done_run_ids
+    from genrec.scaling.leaderboard import done_run_ids, read_rows
+    from genrec.scaling.tune import value_label
     from genrec.scaling.sweep import load_sweep, parse_shard, select, shard
 
     t_start = time.perf_counter()
@@ -411,13 +412,20 @@ def _run(args) -> int:
               + (f", {len(sw.duplicates)} duplicate(s) dropped" if sw.duplicates else "")
               + f"; this job: {len(chosen)} (shard {i}/{n}), {_WORLD} process(es)"
               + (" data-parallel" if _DATA else "") + f" -> {out}")
+        from genrec.scaling.tune import plan_note, plan_tuned
+
+        tuned, n_tuned, n_tuning = ({}, 0, 0) if args.force or not any(p.tune for p in chosen) else plan_tuned(
+            chosen, read_rows(out), (lambda pts: _bind_from_rows(pts, out)) if args.dry_run
+            else (lambda pts: bind_data(pts, cache)))
         for j, p in enumerate(chosen):
             st = "done" if p.run_id in done else f"run@{j % _WORLD}" if _WORLD > 1 and not _DATA else "run"
-            print(_plan_line(p, st))
-        from genrec.scaling.tune import plan_note
-
+            if p.name in tuned:  # a tuned point: its run id is the tuned config's, once its tuning is done
+                st, rid, values = tuned[p.name]
+                print(_plan_line(p, st, rid or "?") + (f"  ({value_label(values)})" if values else ""))
+            else:
+                print(_plan_line(p, st))
         if plan_note(chosen):
-            print(plan_note(chosen))
+            print(plan_note(chosen) + (f"; {n_tuned} of {n_tuning} have a row" if n_tuning else ""))
     check_points(chosen)
     if args.dry_run:
         return 0

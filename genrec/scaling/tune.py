@@ -202,6 +202,33 @@ def run_tuned(points: list, out, sweep_name: str, run, bind, max_minutes: float 
     return counts
 
 
+def plan_tuned(points: list, rows: list[dict], bind) -> tuple[dict[str, tuple[str, str, dict | None]], int, int]:
+    """Where the tuned points of a sweep stand, from the rows of its CSV: {point name: (status, run id,
+    chosen values)} with status 'done' (an ok row), 'run' (tuned, not run yet) or 'tuning' (its group's
+    tuning is unfinished: run id unknown), plus (tuning runs with a row, tuning runs in all). bind(points)
+    gives points their run ids (the dry run: from the data fingerprints the rows record)."""
+    done = {r["run_id"] for r in rows if r.get("status") == "ok"}
+    tried = {r["run_id"] for r in rows}
+    out: dict = {}
+    n_done = n_all = 0
+    for group, members in groups(points).items():
+        tune_pts = tuning_points(group, members[0])
+        bind(tune_pts)
+        n_all += len(tune_pts)
+        n_done += sum(tp.run_id in tried for tp in tune_pts)
+        try:
+            if any(tp.run_id not in tried for tp in tune_pts):
+                raise ValueError("unfinished")
+            chosen, score = pick_best(scores(rows, tune_pts, members[0].tune["metric"]))
+        except ValueError:
+            out.update({m.name: ("tuning", "", None) for m in members})
+            continue
+        finals = final_points(members, chosen, score)
+        bind(finals)
+        out.update({f.name: ("done" if f.run_id in done else "run", f.run_id, chosen) for f in finals})
+    return out, n_done, n_all
+
+
 def plan_note(points: list) -> str:
     """One line for the sweep plan: how many tuning runs come before the tuned points ('' if none)."""
     grouped = groups(points)
