@@ -241,3 +241,35 @@ def test_grid_effects_say_which_tuning_key_moved_the_metric():
     assert eff["cf.reg"]["max_rel"] == pytest.approx(0.001 / 0.051)  # dim 16 at lr 0.003: 0.050 vs 0.051
     assert eff["train.lr"]["median_rel"] > 0.1
     assert grid_effects(rows[:1], "ndcg@10") == {}
+
+
+@pytest.mark.slow
+def test_processes_of_one_launch_share_a_tuned_sweep(tmp_path):
+    """Two processes of one launch (as under accelerate launch, --parallel points) on a tuned sweep: both
+    work through the whole list and every run trains once, with --force too (a point with a row from the
+    same launch is not run again)."""
+    import os
+    import subprocess
+    import sys
+
+    sweep = _sweep(tmp_path, "tune: {grid: {train.lr: [0.01, 0.003]}}")
+    out = tmp_path / "tn.csv"
+
+    def launch(*extra: str) -> list[str]:  # one launcher process starting rank 0 and rank 1, as accelerate does
+        cmd = " ".join([sys.executable, "-m", "genrec.cli", "sweep", "--sweep", str(sweep), "--out", str(out),
+                        "--no-plot", *extra])
+        script = "".join(f"RANK={r} LOCAL_RANK={r} WORLD_SIZE=2 {cmd} > {tmp_path}/rank{r}.log 2>&1 & p{r}=$!; "
+                         for r in (0, 1))
+        proc = subprocess.run(["bash", "-c", script + "wait $p0; a=$?; wait $p1; exit $((a | $?))"], cwd=REPO,
+                              timeout=600,
+                              env={**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""})
+        logs = [(tmp_path / f"rank{r}.log").read_text() for r in (0, 1)]
+        assert proc.returncode == 0, logs
+        return [ln.split(":")[0] for log in logs for ln in log.splitlines() if " ndcg@10=" in ln]
+
+    trained = launch()
+    rows = read_rows(out)
+    assert len(rows) == 2 * (2 + 2) and len({r["run_id"] for r in rows}) == len(rows)  # 2 dims x (2 lr + 2 seeds)
+    assert sorted(trained) == sorted(f"point {r['point']}" for r in rows)  # each run by one process
+    again = launch("--force")
+    assert len(read_rows(out)) == 2 * len(rows) and sorted(again) == sorted(trained)

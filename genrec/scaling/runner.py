@@ -4,15 +4,16 @@
                  [--force] [--out runs/X.csv]
     accelerate launch benchmarks/scale.py ...     # the same, each launched process a worker
 
-Launched with several processes, each process runs every n-th point on its own (--parallel points, the
-default); with --parallel data every process runs every point, each point data-parallel across all of them
-(genrec.train; rank 0 writes rows and run files). --shard splits the list across machines or jobs the same
-way. A point whose
-run id already has an ok row in the CSV is skipped unless --force; a killed sweep resumes where it
-stopped (training resumes from runs/<run_id>/checkpoint). A failing point gets a status=failed row.
-A sweep file's `tune:` grid is run on validation per point first (genrec.scaling.tune).
-Two sweeps started on the same points train each point once: a point holds a lock in its run folder
-while it runs, and the other process waits for it, then finds the row and skips.
+Launched with several processes (--parallel points, the default), every process works through the whole
+point list on its own: a point holds a lock in its run folder while it runs, a process that finds a point
+(or a tuning group's runs) held takes up the next first and waits for it last, and a point with a row
+from this launch is not run again, so the processes spread over the points as they go and each point
+trains once. Two sweeps started by hand on the same points share them the same way. With --parallel
+data every process runs every point, each point data-parallel across all of them (genrec.train; rank 0
+writes rows and run files). --shard i/n takes every n-th point (to split across machines or jobs). A
+point whose run id already has an ok row in the CSV is skipped unless --force; a killed sweep resumes
+where it stopped (training resumes from runs/<run_id>/checkpoint). A failing point gets a status=failed
+row. A sweep file's `tune:` grid is run on validation per point first (genrec.scaling.tune).
 """
 from __future__ import annotations
 
@@ -32,6 +33,7 @@ log = logging.getLogger("genrec")
 _RANK, _WORLD = 0, 1
 _ISOLATED = False
 _DATA = False  # --parallel data: every rank runs every point, data-parallel
+_JOB = ""  # this sweep's launch (job_token), set when a sweep starts
 
 
 def parallel_mode(argv: list[str] | None = None) -> str:
@@ -184,7 +186,7 @@ def run_points(points, out: Path, sweep_name: str, force: bool = False, progress
 
     counts = {"ok": 0, "failed": 0, "skipped": 0}
     cache = {} if cache is None else cache
-    job = job_token()
+    job = _JOB or job_token()
     bar = tqdm(total=len(points), desc=f"sweep {sweep_name}", unit="point",
                disable=not progress or _RANK > 0 and _DATA, position=0)
     t0 = time.perf_counter()
@@ -210,15 +212,18 @@ def run_points(points, out: Path, sweep_name: str, force: bool = False, progress
 def _attempt(p, out: Path, sweep_name: str, force: bool, cache: dict, job: str, wait: bool) -> str:
     """Run one point unless it is done: 'ok' | 'failed' | 'skipped', or 'busy' when another process holds
     its lock and `wait` is off (data-parallel runs always wait: every rank must take the same points)."""
-    from genrec.scaling.leaderboard import done_run_ids
+    from genrec.scaling.leaderboard import done_run_ids, job_run_ids
 
-    if _same_on_all(not force and p.run_id in done_run_ids(out)):  # another process may have done it
+    def finished() -> bool:  # an ok row (unless --force), or any row from this launch (another of its processes)
+        return (not force and p.run_id in done_run_ids(out)) or p.run_id in job_run_ids(out, job)
+
+    if _same_on_all(finished()):  # another process may have done it
         return "skipped"
     run_dir = Path(p.cfg.run.output_dir) / (p.train_id or p.run_id)
     run_dir.mkdir(parents=True, exist_ok=True)
     try:
         with point_lock(run_dir, p.name, wait) if _RANK == 0 or not _DATA else contextlib.nullcontext():
-            if _same_on_all(not force and p.run_id in done_run_ids(out)):  # done by the process we waited for
+            if _same_on_all(finished()):  # done by the process we waited for
                 return "skipped"
             return _run_one(p, run_dir, out, sweep_name, cache, job)
     except PointBusy:
@@ -327,37 +332,19 @@ def _run_one(p, run_dir: Path, out: Path, sweep_name: str, cache: dict, job: str
 
 
 def job_token() -> str:
-    """Same for every process of one launch on this machine: host, launcher pid and its start time."""
+    """The launch this sweep belongs to: the same for every process of one `accelerate launch` / torchrun
+    (host, the launcher's pid and start time) and different for every other sweep, even one started from
+    the same shell or in the same process (host, pid, the time it started)."""
     import socket
 
+    if _WORLD <= 1:
+        return f"{socket.gethostname()}:{os.getpid()}:{time.time_ns()}"
     ppid = os.getppid()
     try:
         start = Path(f"/proc/{ppid}/stat").read_text().rsplit(")", 1)[1].split()[19]
     except (OSError, IndexError):
         start = "?"
     return f"{socket.gethostname()}:{ppid}:{start}"
-
-
-def _wait_for(out: Path, run_ids: set, poll_s: float = 5.0) -> None:
-    """Rank 0: wait until every other rank's planned point has a row from this launch (ok or failed)."""
-    import json
-
-    from genrec.scaling.leaderboard import read_rows
-
-    if not run_ids:
-        return
-    print(f"waiting for {len(run_ids)} point(s) on the other processes ...", flush=True)
-    token = job_token()
-    while True:
-        got = set()
-        for r in read_rows(out):
-            if r.get("status") == "ok":
-                got.add(r["run_id"])
-            elif '"job"' in (r.get("extra") or "") and json.loads(r["extra"]).get("job") == token:
-                got.add(r["run_id"])
-        if run_ids <= got:
-            return
-        time.sleep(poll_s)
 
 
 def main(argv: list[str] | None = None, prog: str = "genrec sweep") -> int:
@@ -388,7 +375,9 @@ def _run(args) -> int:
     from genrec.scaling.tune import value_label
     from genrec.scaling.sweep import load_sweep, parse_shard, select, shard
 
+    global _JOB
     t_start = time.perf_counter()
+    _JOB = job_token()
     sweep_path = Path(args.sweep) if args.sweep else DEFAULT_SWEEP
     sw = load_sweep(sweep_path, args.overrides)
     if args.out:
@@ -403,7 +392,9 @@ def _run(args) -> int:
     done = set() if args.force else done_run_ids(out)
     if args.dry_run and done:
         _bind_from_rows(chosen, out)
-    mine = chosen if _DATA else shard(chosen, _RANK, _WORLD)
+    # every process takes the whole list: a point's lock keeps it to one process, and a process that finds
+    # a point (or a tuning group) held by another takes up the next first, so they spread as they go
+    mine = chosen
     if _DATA:  # start the process group now: every rank takes rank 0's skip decisions
         from genrec.train import start_process_group
         start_process_group()
@@ -417,8 +408,8 @@ def _run(args) -> int:
         tuned, n_tuned, n_tuning = ({}, 0, 0) if args.force or not any(p.tune for p in chosen) else plan_tuned(
             chosen, read_rows(out), (lambda pts: _bind_from_rows(pts, out)) if args.dry_run
             else (lambda pts: bind_data(pts, cache)))
-        for j, p in enumerate(chosen):
-            st = "done" if p.run_id in done else f"run@{j % _WORLD}" if _WORLD > 1 and not _DATA else "run"
+        for p in chosen:
+            st = "done" if p.run_id in done else "run"
             if p.name in tuned:  # a tuned point: its run id is the tuned config's, once its tuning is done
                 st, rid, values = tuned[p.name]
                 print(_plan_line(p, st, rid or "?") + (f"  ({value_label(values)})" if values else ""))
@@ -432,11 +423,8 @@ def _run(args) -> int:
     counts = run_with_tuning(mine, out, sw.name, force=args.force, cache=cache, max_minutes=args.max_minutes)
     print(f"[rank {_RANK}] ran {counts['ok']} ok, {counts['failed']} failed, skipped {counts['skipped']} "
           f"already done, in {time.perf_counter() - t_start:.1f}s", flush=True)
-    if _RANK != 0:
+    if _RANK != 0:  # rank 0 has waited for every point another process held: all are finished here
         return 0
-    others = {p.run_id for j, p in enumerate(chosen)  # tuned points get their run ids only once tuned
-              if j % _WORLD != 0 and not _DATA and not p.tune and (args.force or p.run_id not in done)}
-    _wait_for(out, others)
     from genrec.scaling.report import print_fits, print_leaderboard
 
     print()
