@@ -42,16 +42,28 @@ def columns() -> list[str]:
     return HEAD_COLS + [c for c in axis_columns() if c not in HEAD_COLS] + TAIL_COLS
 
 
+_GIT_STATE: tuple[str, bool] | None = None
+
+
 def git_state() -> tuple[str, bool]:
-    """(short commit, dirty): dirty counts modified tracked files and untracked source files alike."""
+    """(short commit, dirty) of the code that runs: the git checkout genrec is imported from (not the working
+    directory, which may be another checkout or none), read once per process, so that a long sweep's rows
+    record the code it started with even if the checkout moves on meanwhile. dirty counts modified tracked
+    files and untracked source files alike. ('unknown', False) outside a git checkout."""
+    global _GIT_STATE
+    if _GIT_STATE is not None:
+        return _GIT_STATE
+    repo = Path(__file__).resolve().parents[2]
     try:
         commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                                timeout=5).stdout.strip()
+                                timeout=5, cwd=repo).stdout.strip()
         status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=all", "--", "*.py", "*.yaml",
-                                 "*.toml", "*.cfg", "*.sh"], capture_output=True, text=True, timeout=5).stdout
-        return commit or "unknown", bool(status.strip())
+                                 "*.toml", "*.cfg", "*.sh"], capture_output=True, text=True, timeout=5,
+                                cwd=repo).stdout
+        _GIT_STATE = (commit or "unknown", bool(status.strip()))
     except Exception:  # noqa: BLE001
-        return "unknown", False
+        _GIT_STATE = ("unknown", False)
+    return _GIT_STATE
 
 
 def package_versions() -> str:

@@ -376,8 +376,11 @@ def _run(args) -> int:
     from genrec.scaling.sweep import load_sweep, parse_shard, select, shard
 
     global _JOB
+    from genrec.scaling.leaderboard import git_state
+
     t_start = time.perf_counter()
     _JOB = job_token()
+    git_state()  # the code this sweep starts with is what its rows record (read once per process)
     sweep_path = Path(args.sweep) if args.sweep else DEFAULT_SWEEP
     sw = load_sweep(sweep_path, args.overrides)
     if args.out:
