@@ -199,11 +199,12 @@ def done_run_ids(path: str | Path) -> set[str]:
     return {r["run_id"] for r in read_rows(path) if r.get("status") == "ok"}
 
 
-def job_run_ids(path: str | Path, job: str) -> set[str]:
-    """Run ids with a row (ok or failed) written by the launch `job` (genrec.scaling.runner.job_token)."""
+def finished_run_ids(path: str | Path, job: str, force: bool = False) -> set[str]:
+    """Run ids a sweep need not run (one read of the CSV): those with an ok row (unless `force`), and those
+    with any row, ok or failed, from the launch `job` (genrec.scaling.runner.job_token)."""
     out = set()
     for r in read_rows(path):
         extra = r.get("extra") or ""
-        if job in extra and json.loads(extra).get("job") == job:
+        if (not force and r.get("status") == "ok") or (job in extra and json.loads(extra).get("job") == job):
             out.add(r["run_id"])
     return out

@@ -212,10 +212,10 @@ def run_points(points, out: Path, sweep_name: str, force: bool = False, progress
 def _attempt(p, out: Path, sweep_name: str, force: bool, cache: dict, job: str, wait: bool) -> str:
     """Run one point unless it is done: 'ok' | 'failed' | 'skipped', or 'busy' when another process holds
     its lock and `wait` is off (data-parallel runs always wait: every rank must take the same points)."""
-    from genrec.scaling.leaderboard import done_run_ids, job_run_ids
+    from genrec.scaling.leaderboard import finished_run_ids
 
     def finished() -> bool:  # an ok row (unless --force), or any row from this launch (another of its processes)
-        return (not force and p.run_id in done_run_ids(out)) or p.run_id in job_run_ids(out, job)
+        return p.run_id in finished_run_ids(out, job, force)
 
     if _same_on_all(finished()):  # another process may have done it
         return "skipped"
