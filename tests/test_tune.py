@@ -188,6 +188,7 @@ def test_a_group_another_process_holds_is_taken_up_last(tmp_path, held_stage):
     assert len(read_rows(out)) == 2 * (2 + 2) and counts["ok"] == 2 * (2 + 2) - 1
     assert counts["failed"] == 0 and "busy" not in counts
 
+
 @pytest.mark.slow
 def test_a_set_aside_group_is_taken_up_as_soon_as_its_held_run_is_done(tmp_path, capsys):
     """Three groups; another process holds one of dim4's tuning runs and finishes it while this process
