@@ -177,7 +177,7 @@ def test_a_group_another_process_holds_is_taken_up_last(tmp_path, held_stage):
     counts = run_tuned(sw.points, out, "tn", run_beside_another, bind)
     trained = [c[1] for c in calls if c[0] != "waited"]
     events = [("waited " if c[0] == "waited" else "") + c[1] for c in calls]
-    assert busy_seen == [held] and held not in trained  # the other process ran it; its row was reused
+    assert set(busy_seen) == {held} and held not in trained  # the other process ran it; its row was reused
     dim8 = [i for i, e in enumerate(events) if e.startswith("dim8")]
     assert events.index(f"waited {held}") > max(dim8)  # waited for only after the other group
     free_dim4 = [i for i, e in enumerate(events) if e.startswith("dim4")]
@@ -187,6 +187,36 @@ def test_a_group_another_process_holds_is_taken_up_last(tmp_path, held_stage):
         assert events[:3] == ["dim4-tune-lr0.003", "dim4-tune-lr0.01", "dim4-s0"] and min(dim8) == 3
     assert len(read_rows(out)) == 2 * (2 + 2) and counts["ok"] == 2 * (2 + 2) - 1
     assert counts["failed"] == 0 and "busy" not in counts
+
+@pytest.mark.slow
+def test_a_set_aside_group_is_taken_up_as_soon_as_its_held_run_is_done(tmp_path, capsys):
+    """Three groups; another process holds one of dim4's tuning runs and finishes it while this process
+    tunes dim8. dim4's seeds then run right after dim8, before the next new group (dim16), not at the end."""
+    sw = load_sweep(_sweep(tmp_path, "tune: {grid: {train.lr: [0.003, 0.01]}}", grid="{cf.dim: [4, 8, 16]}"))
+    out = tmp_path / "tn.csv"
+    calls: list = []
+    run, bind = _fake_runner(out, calls)
+    held = "dim4-tune-lr0.003"
+    other: list = []  # the held point, kept to write its row "from the other process"
+
+    def run_beside_another(points, sweep, minutes, wait_busy=True):
+        if other and any(p.name.startswith("dim8") for p in points):  # the other process finishes meanwhile
+            p = other.pop()
+            append_row(out, make_row(p.cfg, {"run_id": p.run_id, "metrics": {"ndcg@10": 0.03, "recall@10": 0.2},
+                                             "extra": dict(p.extra)}, sweep=sweep, point=p.name))
+        busy = [p for p in points if p.name == held and p.run_id not in done_run_ids(out)]
+        assert not (busy and wait_busy), "waited for a run that was free to look at again"
+        if busy and not other:
+            other.extend(busy)
+        return {**run([p for p in points if p not in busy], sweep, minutes), **({"busy": busy} if busy else {})}
+
+    counts = run_tuned(sw.points, out, "tn", run_beside_another, bind)
+    events = [c[1] for c in calls]
+    assert events == ["dim4-tune-lr0.01", "dim8-tune-lr0.003", "dim8-tune-lr0.01", "dim8-s0", "dim8-s1",
+                      "dim4-s0", "dim4-s1", "dim16-tune-lr0.003", "dim16-tune-lr0.01", "dim16-s0", "dim16-s1"]
+    assert counts["ok"] == 11 and "busy" not in counts and len(read_rows(out)) == 12
+    assert capsys.readouterr().out.count("another process holds") == 1  # said once, not at every look
+
 
 def test_tuned_sweep_trains_end_to_end(tmp_path, capsys):
     """genrec sweep on the synthetic data: tuning rows, tuned rows with `converged`, seed 0 reusing the

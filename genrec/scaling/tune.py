@@ -136,10 +136,12 @@ def run_tuned(points: list, out, sweep_name: str, run, bind, max_minutes: float 
     run(points, sweep_name, max_minutes, wait_busy) runs points and appends their rows (returns counts by
     outcome: ok / failed / skipped, and under 'busy' the points another process holds, when wait_busy is
     off); bind(points) gives them run ids. Points without a tune spec run first, as they are. A group with
-    a run that another process holds is taken up again after the other groups, and that run is then waited
-    for, so that processes sharing a sweep spread over its groups instead of queueing behind one. A group
-    none of whose tuning runs has an ok row is left for the next attempt (its points count as failed,
-    without rows); the time cap stops between runs, as in run_points. Returns the counts over all runs.
+    a run that another process holds is set aside: before each later group, the set-aside groups are
+    looked at again without waiting, and one whose held runs are finished (or free) is taken up there; once
+    no new group is left, the held runs are waited for. So processes sharing a sweep spread over its
+    groups instead of queueing behind one, and a group's seeds follow soon after its tuning. A group none
+    of whose tuning runs has an ok row is left for the next attempt (its points count as failed, without
+    rows); the time cap stops between runs, as in run_points. Returns the counts over all runs.
     """
     import time
 
@@ -147,6 +149,7 @@ def run_tuned(points: list, out, sweep_name: str, run, bind, max_minutes: float 
 
     counts = {"ok": 0, "failed": 0, "skipped": 0}
     t0 = time.perf_counter()
+    stop = object()
 
     def left() -> float | None:  # minutes left under the cap (0 = no cap); None when spent
         if not max_minutes:
@@ -160,45 +163,61 @@ def run_tuned(points: list, out, sweep_name: str, run, bind, max_minutes: float 
                 counts[k] = counts.get(k, 0) + v
         return c.get("busy", [])
 
-    plain = [p for p in points if not getattr(p, "tune", None)]
-    if plain:
-        add(run(plain, sweep_name, max_minutes, True))
-    # (group, its points, None on the first pass or (stage, the busy runs to wait for) on a later one)
-    queue: list = [(group, members, None) for group, members in groups(points).items()]
-    for group, members, retry in queue:
-        if left() is None:
-            print(f"time cap of {max_minutes:g} min reached; rerun the same command to continue")
-            break
-        stage, held = retry or ("tune", None)
+    def advance(group: str, members: list, stage: str, held: list | None, wait: bool):
+        """Takes a group on from `stage` ('tune' or 'final'; only the `held` runs of it when given). Returns
+        None when the group is through (or failed), (stage, busy runs) when another process holds some,
+        or `stop` when the time cap ended it."""
         spec = members[0].tune
         tune_pts = tuning_points(group, members[0])
         bind(tune_pts)
         if stage == "tune":
-            busy = add(run(held or tune_pts, sweep_name + TUNE_SUFFIX, left(), held is not None))
+            busy = add(run(held or tune_pts, sweep_name + TUNE_SUFFIX, left(), wait))
             if busy:
-                print(f"{group}: another process holds {len(busy)} of its tuning runs; taking up other groups first")
-                queue.append((group, members, ("tune", busy)))
-                continue
+                return "tune", busy
+            held = None
         rows = read_rows(out)
         tried = {r["run_id"] for r in rows}
         if any(tp.run_id not in tried for tp in tune_pts):  # the time cap stopped the tuning
-            break
+            return stop
         try:
             chosen, score = pick_best(scores(rows, tune_pts, spec["metric"]))
         except ValueError:
             print(f"{group}: every tuning run failed; its {len(members)} point(s) wait for the next attempt")
             counts["failed"] += len(members)
-            continue
-        print(f"{group}: chose {value_label(chosen)} (valid {spec['metric']} {score:.4f})")
+            return None
+        if stage == "tune":
+            print(f"{group}: chose {value_label(chosen)} (valid {spec['metric']} {score:.4f})")
         finals = final_points(members, chosen, score)
         bind(finals)
         if left() is None:
-            break
-        held = held if stage == "final" else None
-        busy = add(run(held or finals, sweep_name, left(), held is not None))
-        if busy:
-            print(f"{group}: another process holds {len(busy)} of its seeds; taking up other groups first")
-            queue.append((group, members, ("final", busy)))
+            return stop
+        busy = add(run(held or finals, sweep_name, left(), wait))
+        return ("final", busy) if busy else None
+
+    plain = [p for p in points if not getattr(p, "tune", None)]
+    if plain:
+        add(run(plain, sweep_name, max_minutes, True))
+    fresh = list(groups(points).items())
+    aside: list = []  # (group, members, stage, held runs)
+    while fresh or aside:
+        if fresh:  # the set-aside groups, looked at without waiting, then the next new group
+            todo = [(*a, False) for a in aside] + [(*fresh.pop(0), "tune", None, False)]
+            aside = []
+        else:  # no new group left: wait for the held runs
+            todo = [(*aside.pop(0), True)]
+        for group, members, stage, held, wait in todo:
+            if left() is None:
+                print(f"time cap of {max_minutes:g} min reached; rerun the same command to continue")
+                return counts
+            result = advance(group, members, stage, held, wait)
+            if result is stop:
+                return counts
+            if result:
+                if held is None or result[0] != stage:  # said once per stage, not at every look
+                    what = "tuning runs" if result[0] == "tune" else "seeds"
+                    print(f"{group}: another process holds {len(result[1])} of its {what}; "
+                          "taking up other groups first")
+                aside.append((group, members, *result))
     return counts
 
 
