@@ -175,6 +175,7 @@ class _Loop:
     desc: str
     res: TrainResult = field(default_factory=TrainResult)
     bad: int = 0
+    extras: dict = field(default_factory=dict)  # train_loop's extra_state
 
     @property
     def best_path(self) -> Path:
@@ -201,6 +202,7 @@ def train_loop(
     steps_per_epoch: int | None = None,
     desc: str = "train",
     hparams: dict | None = None,
+    extra_state: dict | None = None,
 ) -> TrainResult:
     """Train `model` in place; on return it holds the best validated weights.
 
@@ -208,6 +210,9 @@ def train_loop(
     tensors or tuples/dicts of tensors). loss_fn(model, batch) returns a scalar loss. validate(model)
     returns the early-stopping metric (higher is better); under data parallelism every process calls it.
     hparams: what the trackers record as hyper-parameters (default: the run folder's config.yaml).
+    extra_state: {name: object with state_dict() / load_state_dict()}: training state outside the model and
+    optimizer (Adap-tau's loss statistics), saved in every checkpoint and restored on resume; an object's
+    sync() method, if it has one, is called on every process before a checkpoint.
     """
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -223,7 +228,7 @@ def train_loop(
     warm = max(0, cfg_train.warmup_steps)
     sched = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / warm) if warm else 1.0)
     model, optimizer, sched = acc.prepare(model, optimizer, sched)
-    lp = _Loop(acc, model, optimizer, sched, cfg_train, run_dir, desc)
+    lp = _Loop(acc, model, optimizer, sched, cfg_train, run_dir, desc, extras=dict(extra_state or {}))
     start_epoch = _resume(lp)
     start_tracking(acc, cfg_train, run_dir, desc, hparams)
     max_steps = cfg_train.max_steps or math.inf
@@ -273,12 +278,26 @@ def _resume(lp: _Loop) -> int:
     res = lp.res
     st = json.loads(lp.state_file.read_text())
     lp.acc.load_state(str(lp.ckpt))
+    _load_extras(lp)
     start_epoch, res.steps, lp.bad = st["epoch"] + 1, st["steps"], st["bad"]
     res.best_metric, res.best_epoch, res.history = st["best_metric"], st["best_epoch"], st["history"]
     res.train_time_s = res.resumed_time_s = st["train_time_s"]
     res.resumed_from_epoch = start_epoch
     log.info("resuming %s from epoch %d (checkpoint %s)", lp.desc, start_epoch, lp.ckpt)
     return lp.cfg.epochs if st.get("done") else start_epoch
+
+
+def _load_extras(lp: _Loop) -> None:
+    if not lp.extras:
+        return
+    path = lp.ckpt / EXTRA_STATE
+    saved = torch.load(path, map_location="cpu", weights_only=True) if path.exists() else {}
+    for name, obj in lp.extras.items():
+        if name in saved:
+            obj.load_state_dict(saved[name])
+        else:  # a checkpoint written before genrec saved this state: the run goes on, the state starts afresh
+            log.warning("%s: the checkpoint %s has no %r state; it starts afresh (the resumed run can differ "
+                        "slightly from an uninterrupted one)", lp.desc, lp.ckpt, name)
 
 
 def _train_epoch(lp: _Loop, loss_fn, batches, epoch: int, spe: int | None, max_steps: float) -> float:
@@ -343,7 +362,10 @@ def _checkpoint_due(lp: _Loop, epoch: int, done: bool, last_ckpt: float) -> bool
 
 def _checkpoint(lp: _Loop, epoch: int, done: bool) -> None:
     res = lp.res
-    _save_state_atomic(lp.acc, lp.ckpt)
+    for obj in lp.extras.values():
+        if hasattr(obj, "sync"):
+            obj.sync()
+    _save_state_atomic(lp.acc, lp.ckpt, {k: v.state_dict() for k, v in lp.extras.items()})
     if lp.acc.is_main_process:
         _atomic_json(lp.state_file, {"epoch": epoch, "steps": res.steps, "bad": lp.bad,
                                      "best_metric": res.best_metric, "best_epoch": res.best_epoch,
@@ -367,8 +389,12 @@ def _atomic_save(obj, path: Path) -> None:
     os.replace(tmp, path)
 
 
-def _save_state_atomic(acc, ckpt: Path) -> None:
-    """save_state into a fresh folder, then swap it in: a kill never leaves a torn checkpoint.
+EXTRA_STATE = "extra_state.pt"  # train_loop's extra_state inside the checkpoint folder
+
+
+def _save_state_atomic(acc, ckpt: Path, extras: dict | None = None) -> None:
+    """save_state (and `extras`, as extra_state.pt) into a fresh folder, then swap it in: a kill never
+    leaves a torn checkpoint.
 
     Data-parallel: rank 0 alone writes (a DDP model is the same on every rank; the other ranks' RNG states
     are not saved, so on resume they continue from their current state). FSDP / DeepSpeed shard the model
@@ -385,6 +411,8 @@ def _save_state_atomic(acc, ckpt: Path) -> None:
     acc.wait_for_everyone()
     if sharded or acc.is_main_process:
         acc.save_state(str(tmp), safe_serialization=False)  # torch.save keeps tied weights without notices
+    if extras and acc.is_main_process:
+        torch.save(extras, tmp / EXTRA_STATE)
     acc.wait_for_everyone()
     if acc.is_main_process:
         if ckpt.exists():

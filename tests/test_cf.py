@@ -290,15 +290,18 @@ def test_column_blocked_propagation_gives_the_same_values_and_gradients(monkeypa
     assert calls == [20]
 
 
-def test_checkpoint_minutes_lets_a_cut_run_resume_where_it_was(tmp_path, synth, monkeypatch):
+@pytest.mark.parametrize("switch", [[], ["cf.adap_tau=true"]], ids=["plain", "adap_tau"])
+def test_checkpoint_minutes_lets_a_cut_run_resume_where_it_was(tmp_path, synth, monkeypatch, caplog, switch):
     """train.checkpoint_minutes checkpoints between the train.checkpoint_every ones (here after every epoch):
     a run cut in epoch 3 resumes from epoch 3 and ends with the weights and history of an uncut run. Without
-    it (checkpoint_every 100) the cut run has nothing to resume from. It is not part of the run identity."""
+    it (checkpoint_every 100) the cut run has nothing to resume from. It is not part of the run identity.
+    Adap-tau: the per-user loss statistics of the epoch before the cut are in the checkpoint, so the resumed
+    epoch's temperatures are the uncut run's (without them every user would get w_0 for that epoch)."""
     from genrec.identity import run_id
 
     data, split, _ = synth
     over = ["run.model=mf_bpr", "train.epochs=6", "train.eval_every=2", "train.patience=0",
-            "train.checkpoint_every=100"]
+            "train.checkpoint_every=100", *switch]
 
     def fit(cfg, folder, cut_at=-1):
         model = build_model("mf_bpr", cfg.cf, data.n_users, data.n_items, cfg.data.max_history, seed=3)
@@ -325,6 +328,13 @@ def test_checkpoint_minutes_lets_a_cut_run_resume_where_it_was(tmp_path, synth, 
     assert res2.resumed_from_epoch == 3 and res2.epochs_run == 6
     assert [h["loss"] for h in res2.history] == [h["loss"] for h in res.history]
     assert torch.equal(resumed, straight)
+    if switch:  # a checkpoint from before the Adap-tau state was saved: resumes, says so, state afresh
+        with pytest.raises(KeyboardInterrupt):
+            fit(timed, "old", cut_at=3)
+        (tmp_path / "old" / "checkpoint" / "extra_state.pt").unlink()
+        with caplog.at_level("WARNING", logger="genrec"):
+            _, res3 = fit(timed, "old")
+        assert res3.resumed_from_epoch == 3 and "has no 'adap_tau' state" in caplog.text
 
 
 def test_fused_adam_is_the_same_update_up_to_rounding(tmp_path, synth, monkeypatch):

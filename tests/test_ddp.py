@@ -114,3 +114,66 @@ def test_two_process_point_matches_one_process(tmp_path):
     run_dirs = [d for d in (tmp_path / "two").iterdir() if d.is_dir()]
     assert len(run_dirs) == 1 and (run_dirs[0] / "metrics.json").is_file()
     assert (run_dirs[0] / "checkpoint").is_dir() and not list(run_dirs[0].glob("*.tmp"))
+
+
+ADAP_WORKER = """
+import sys, numpy as np, torch, torch.distributed as dist
+from genrec.models.cf.losses import AdapTau
+rank, init, out, sync_first = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4] == "1"
+dist.init_process_group("gloo", init_method=init, rank=rank, world_size=2)
+sys.path.insert(0, sys.argv[5])
+from test_ddp import adap_case
+users, items, ue, ie, losses = adap_case()
+at = AdapTau(len(ue), tau=0.2)
+mine = np.arange(len(users)) % 2 == rank  # this process's batches: every other interaction
+at.record(torch.from_numpy(users[mine]), losses[torch.from_numpy(mine)])
+cnt = None
+if sync_first:  # a checkpoint syncs before the next epoch's update, which must not sum again
+    at.sync()
+    at.sync()
+    cnt = float(at.loss_cnt.sum())
+at.update(ue, ie, users, items)
+torch.save({"w": at.w, "w0": at.w0, "cnt": cnt}, out)
+dist.destroy_process_group()
+"""
+
+
+def adap_case():
+    """Interactions, embeddings and per-interaction losses for the Adap-tau data-parallel test."""
+    import torch
+
+    g = torch.Generator().manual_seed(1)
+    ie = torch.randn(30, 16, generator=g)
+    ue = ie[torch.arange(40) % 30] + 0.5 * torch.randn(40, 16, generator=g)
+    users = np.repeat(np.arange(40), np.arange(40) % 5 + 1)
+    items = (users * 3 + np.arange(len(users))) % 30
+    return users, items, ue, ie, torch.rand(len(users), generator=g) * 2
+
+
+@pytest.mark.parametrize("sync_first", [False, True])
+def test_adap_tau_temperatures_are_the_one_process_ones_under_data_parallelism(tmp_path, sync_first):
+    """Two gloo processes each record the losses of half the interactions; the per-user temperatures they
+    compute equal those of one process that saw all of them (without the sum over processes each would use
+    its own half: other w_u, and w_0 for users all of whose batches went to the other process)."""
+    import torch
+
+    from genrec.models.cf.losses import AdapTau
+
+    users, items, ue, ie, losses = adap_case()
+    one = AdapTau(len(ue), tau=0.2)
+    one.record(torch.from_numpy(users), losses)
+    one.update(ue, ie, users, items)
+    script = tmp_path / "adap_worker.py"
+    script.write_text(ADAP_WORKER)
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    init = f"file://{tmp_path / 'pg'}"
+    procs = [subprocess.Popen([sys.executable, str(script), str(r), init, str(tmp_path / f"w{r}.pt"),
+                               str(int(sync_first)), str(Path(__file__).parent)], env=env,
+                              stderr=subprocess.PIPE, text=True) for r in range(2)]
+    for p in procs:
+        _, err = p.communicate(timeout=120)
+        assert p.returncode == 0, err[-3000:]
+    for r in range(2):
+        got = torch.load(tmp_path / f"w{r}.pt")
+        assert got["w0"] == pytest.approx(one.w0) and torch.allclose(got["w"], one.w, rtol=1e-6, atol=0)
+        assert got["cnt"] == (len(users) if sync_first else None)  # each interaction counted once

@@ -235,7 +235,8 @@ class CFModel(HubMixin, nn.Module):
         spe = self.steps_per_epoch(train_cfg.batch_size)
         res = train_loop(self, lambda m, b: m(b), lambda ep: self.batches(ep, train_cfg.batch_size), train_cfg,
                          run_dir, validate=_validate if validate and len(split.valid) else None, device=device,
-                         steps_per_epoch=spe, desc=desc or self.name)
+                         steps_per_epoch=spe, desc=desc or self.name,
+                         extra_state={"adap_tau": self.adap} if self.adap is not None else None)
         self.train_counts = self.compute_counts(res.steps * max(1, train_cfg.grad_accum), spe)
         self.eval()
         self._cache = None

@@ -96,7 +96,10 @@ class AdapTau:
          -1/e), L_u the user's mean training loss in the previous epoch, lambda = cf.adap_tau_lambda:
          users whose loss is above average get a higher temperature (softer scores), easy users a lower one.
     Per-user temperatures do not change a user's ranking, so scoring uses cos / tau and w_u is only a
-    training-time quantity (not saved).
+    training-time quantity: not in the saved model, but in every training checkpoint (state_dict), so
+    that a resumed run's next update sees the losses of the epoch before the cut.
+    Data-parallel: each process records the losses of its own batches; sync() sums them over the
+    processes (once an epoch, before the update or a checkpoint), so every process gets the one-process w_u.
     """
 
     def __init__(self, n_users: int, tau: float, lam: float = 1.0):
@@ -106,6 +109,28 @@ class AdapTau:
         self.loss_cnt = torch.zeros(n_users, dtype=torch.float64)
         self.lam = lam
         self.w0 = 1.0 / tau
+        self.synced = False  # the loss statistics are already summed over the data-parallel processes
+
+    def state_dict(self) -> dict:
+        return {"w": self.w, "w0": self.w0, "loss_sum": self.loss_sum, "loss_cnt": self.loss_cnt,
+                "synced": self.synced}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.w, self.w0 = state["w"].float(), float(state["w0"])
+        self.loss_sum, self.loss_cnt = state["loss_sum"].double(), state["loss_cnt"].double()
+        self.synced = bool(state["synced"])
+
+    def sync(self) -> None:
+        """Sum the loss statistics over the data-parallel processes (a no-op in one process, or when done
+        already this epoch). Every process must call it at the same point."""
+        import torch.distributed as dist
+
+        if not self.synced and dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+            dev = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else "cpu"
+            both = torch.stack([self.loss_sum, self.loss_cnt]).to(dev)
+            dist.all_reduce(both)
+            self.loss_sum, self.loss_cnt = both[0].cpu().clone(), both[1].cpu().clone()
+        self.synced = True
 
     def record(self, users: torch.Tensor, losses: torch.Tensor) -> None:
         u = users.detach().cpu()
@@ -114,7 +139,9 @@ class AdapTau:
 
     @torch.no_grad()
     def update(self, user_emb: torch.Tensor, item_emb: torch.Tensor, users: np.ndarray, items: np.ndarray) -> None:
-        """Recompute w_0 and w_u from the current (raw) embeddings and the last epoch's losses."""
+        """Recompute w_0 and w_u from the current (raw) embeddings and the last epoch's losses (summed over
+        the data-parallel processes)."""
+        self.sync()
         ue = F.normalize(user_emb.float(), dim=-1).cpu()
         ie = F.normalize(item_emb.float(), dim=-1).cpu()
         deg = np.bincount(users, minlength=self.n_users)
@@ -138,3 +165,4 @@ class AdapTau:
         self.w = w.float()
         self.loss_sum.zero_()
         self.loss_cnt.zero_()
+        self.synced = False
