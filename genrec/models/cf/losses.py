@@ -112,7 +112,7 @@ class AdapTau:
         self.synced = False  # the loss statistics are already summed over the data-parallel processes
 
     def state_dict(self) -> dict:
-        return {"w": self.w, "w0": self.w0, "loss_sum": self.loss_sum, "loss_cnt": self.loss_cnt,
+        return {"w": self.w, "w0": self.w0, "loss_sum": self.loss_sum.cpu(), "loss_cnt": self.loss_cnt.cpu(),
                 "synced": self.synced}
 
     def load_state_dict(self, state: dict) -> None:
@@ -129,12 +129,17 @@ class AdapTau:
             dev = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else "cpu"
             both = torch.stack([self.loss_sum, self.loss_cnt]).to(dev)
             dist.all_reduce(both)
-            self.loss_sum, self.loss_cnt = both[0].cpu().clone(), both[1].cpu().clone()
+            self.loss_sum, self.loss_cnt = both[0].clone(), both[1].clone()
         self.synced = True
 
     def record(self, users: torch.Tensor, losses: torch.Tensor) -> None:
-        u = users.detach().cpu()
-        self.loss_sum.index_add_(0, u, losses.detach().float().cpu().double())
+        """Add a batch's per-example losses to its users' sums. On a GPU the sums stay there (no host sync
+        per training step); update() and state_dict() bring them to the CPU."""
+        dev = users.device if users.device.type == "cuda" else torch.device("cpu")
+        if self.loss_sum.device != dev:
+            self.loss_sum, self.loss_cnt = self.loss_sum.to(dev), self.loss_cnt.to(dev)
+        u = users.detach().to(dev)
+        self.loss_sum.index_add_(0, u, losses.detach().to(dev, torch.float64))
         self.loss_cnt.index_add_(0, u, torch.ones_like(u, dtype=torch.float64))
 
     @torch.no_grad()
@@ -156,6 +161,7 @@ class AdapTau:
         c = math.log(keep_u.sum() * ie.shape[0] / max(keep_d.sum(), 1)) - math.log(2.0)
         if gap > 1e-3 and c > 0:
             self.w0 = float(np.clip(c / gap, 1.0, 100.0))
+        self.loss_sum, self.loss_cnt = self.loss_sum.cpu(), self.loss_cnt.cpu()
         seen = self.loss_cnt > 0
         w = torch.full((self.n_users,), self.w0, dtype=torch.float64)
         if seen.any():
