@@ -112,11 +112,11 @@ class AdapTau:
         self.synced = False  # the loss statistics are already summed over the data-parallel processes
 
     def state_dict(self) -> dict:
-        return {"w": self.w, "w0": self.w0, "loss_sum": self.loss_sum.cpu(), "loss_cnt": self.loss_cnt.cpu(),
-                "synced": self.synced}
+        """What a resumed run needs (w_u is not in it: the next epoch's update recomputes it from these)."""
+        return {"w0": self.w0, "loss_sum": self.loss_sum.cpu(), "loss_cnt": self.loss_cnt.cpu(), "synced": self.synced}
 
     def load_state_dict(self, state: dict) -> None:
-        self.w, self.w0 = state["w"].float(), float(state["w0"])
+        self.w0 = float(state["w0"])
         self.loss_sum, self.loss_cnt = state["loss_sum"].double(), state["loss_cnt"].double()
         self.synced = bool(state["synced"])
 
@@ -129,7 +129,7 @@ class AdapTau:
             dev = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else "cpu"
             both = torch.stack([self.loss_sum, self.loss_cnt]).to(dev)
             dist.all_reduce(both)
-            self.loss_sum, self.loss_cnt = both[0].clone(), both[1].clone()
+            self.loss_sum, self.loss_cnt = both.unbind()
         self.synced = True
 
     def record(self, users: torch.Tensor, losses: torch.Tensor) -> None:
