@@ -103,6 +103,9 @@ def test_labels_need_three_seeds_and_report_convergence(tmp_path):
     assert plain["label"] == "collapse" and plain["seeds"] == [3] * 5 and plain["mean"][0] == pytest.approx(0.05)
     assert (plain["converged"], plain["converged_of"], plain["converged_share"]) == (14, 15, round(14 / 15, 3))
     assert adap["label"] is None and "min 2" in adap["label_reason"] and adap["converged_share"] == 1.0
+    # seeds m - .001, m, m + .001: the sample std is .001 (the population std, .00082, is not reported)
+    assert plain["std"] == [0.001] * 5 and plain["sem"] == [round(0.001 / 3 ** 0.5, 5)] * 5
+    assert adap["std"][2] == pytest.approx(0.000707, abs=1e-5)  # 2 seeds at d=64
     assert json.loads((tmp_path / "toy_labels.json").read_text())["mf_bpr/plain"]["label"] == "collapse"
 
 

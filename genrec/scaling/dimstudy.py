@@ -31,6 +31,12 @@ def curve_style(model: str, variant: str) -> dict:
 MIN_SEEDS = 3
 
 
+def sample_std(values) -> float:
+    """The sample standard deviation (ddof=1) of one point's seeds, 0.0 with one seed: the spread that
+    the labels json, the plots' error bars and the study table all report."""
+    return float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
+
+
 def converged_share(rows: list[dict], sweep: str) -> dict:
     """{(model, variant): (converged points, points with a converged flag)} from ok rows."""
     out: dict = defaultdict(lambda: [0, 0])
@@ -53,9 +59,8 @@ def curve_label(dims, by_dim: dict, conv: tuple | None, missing=()) -> dict:
 
     seeds = [len(by_dim[d]) for d in dims]
     mean = np.array([np.mean(by_dim[d]) for d in dims])
-    std = np.array([np.std(by_dim[d]) for d in dims])
-    sem = np.array([np.std(by_dim[d], ddof=1) / np.sqrt(len(by_dim[d])) if len(by_dim[d]) > 1 else 0.0
-                    for d in dims])  # standard error of each mean (0 with one seed)
+    std = np.array([sample_std(by_dim[d]) for d in dims])
+    sem = std / np.sqrt(seeds)  # standard error of each mean (0 with one seed)
     entry = {"label": None, "label_reason": "", "label_without_noise_test": classify_curve(dims, mean)}
     if missing:
         entry["label_reason"] = f"unfinished: no rows at dim {', '.join(str(int(d)) for d in missing)}"
@@ -129,7 +134,7 @@ def plot_dim_study(csv_path: str | Path, out_dir: str | Path | None = None, plan
         for (model, variant), by_dim in sorted(agg.items()):
             dims = np.array(sorted(by_dim))
             mean = np.array([np.mean(by_dim[d]) for d in dims])
-            std = np.array([np.std(by_dim[d]) for d in dims])
+            std = np.array([sample_std(by_dim[d]) for d in dims])
             share = conv.get((model, variant))
             tag = f" (conv {share[0]}/{share[1]})" if share and metric == "ndcg@10" else ""
             ax.errorbar(dims, mean, yerr=std, ms=3, capsize=2, label=f"{model} / {variant}{tag}",
@@ -209,7 +214,7 @@ def plot_dim_curves(csv_paths: list[str | Path], out_path: str | Path, variant: 
         dims = np.array(sorted(by_dim))
         seeds = min(len(by_dim[d]) for d in dims)
         style = {**curve_style(model, "plain"), "color": f"C{len(drawn) % 10}"}  # one colour per model here
-        ax.errorbar(dims, [np.mean(by_dim[d]) for d in dims], yerr=[np.std(by_dim[d]) for d in dims], ms=3,
+        ax.errorbar(dims, [np.mean(by_dim[d]) for d in dims], yerr=[sample_std(by_dim[d]) for d in dims], ms=3,
                     capsize=2, label=f"{model} (>= {seeds} seeds)", **style)
         drawn.append(model)
         if len(dims) >= 3:
@@ -299,7 +304,7 @@ def study_table(csv_path: str | Path, metric: str = "ndcg@10", sweep: str | None
                 row.append("—")
                 continue
             v, c = by_dim[d], cells[key][d]
-            std = f" +- {_fmt(float(np.std(v, ddof=1)))}" if len(v) > 1 else ""
+            std = f" +- {_fmt(sample_std(v))}" if len(v) > 1 else ""
             row.append(f"{_fmt(float(np.mean(v)))}{std} ({c['conv']}/{len(v)}{c['hp']})")
         dims = sorted(by_dim)
         label = "—"
