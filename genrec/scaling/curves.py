@@ -14,6 +14,12 @@ CONTEXT_COLS = ["sweep", "dataset", "split_protocol", "eval_split", "exclude_his
 X_PARAMS = "params_non_embedding"
 
 
+def sample_std(values) -> float:
+    """The sample standard deviation (ddof=1) of one point's seeds, 0.0 with one: the spread every
+    genrec table, plot and labels file reports."""
+    return float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
+
+
 def axis_cols() -> list[str]:
     """Axis columns (seed excluded; a configuration is one value of all of them): the shared ones plus
     every registered family's (genrec.family)."""
@@ -80,7 +86,7 @@ class Group:
     def std(self, col: str) -> float:
         v = [num(r.get(col)) for r in self.rows]
         v = [x for x in v if math.isfinite(x)]
-        return float(np.std(v, ddof=1)) if len(v) > 1 else 0.0 if v else math.nan
+        return sample_std(v) if v else math.nan
 
     @property
     def seeds(self) -> list[str]:

@@ -19,6 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
+from genrec.scaling.curves import sample_std
+
 COLORS = {"plain": "C0", "directspec": "C1", "adap_tau": "C2"}
 STYLE = {"mf_bpr": ("o", "-"), "lightgcn": ("s", "--"), "neumf": ("^", "-."), "sgl": ("D", ":")}  # marker, line
 MODEL_COLORS = {"neumf": "C3", "sgl": "C4"}  # their plain curves, apart from MF's and LightGCN's
@@ -29,12 +31,6 @@ def curve_style(model: str, variant: str) -> dict:
     color = MODEL_COLORS.get(model) if variant == "plain" and model in MODEL_COLORS else COLORS.get(variant, "k")
     return {"marker": marker, "ls": ls, "color": color}
 MIN_SEEDS = 3
-
-
-def sample_std(values) -> float:
-    """The sample standard deviation (ddof=1) of one point's seeds, 0.0 with one seed: the spread that
-    the labels json, the plots' error bars and the study table all report."""
-    return float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
 
 
 def converged_share(rows: list[dict], sweep: str) -> dict:
