@@ -117,7 +117,7 @@ class Curve:
     def means(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         ux = np.unique(self.xs)
         m = np.array([self.ys[self.xs == x].mean() for x in ux])
-        s = np.array([self.ys[self.xs == x].std(ddof=1) if (self.xs == x).sum() > 1 else 0.0 for x in ux])
+        s = np.array([sample_std(self.ys[self.xs == x]) for x in ux])
         return ux, m, s
 
 
