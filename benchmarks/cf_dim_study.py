@@ -9,6 +9,10 @@
                                                       # markdown table (mean +- std, converged, chosen lr /
                                                       # L2, label, CPU h per curve), from the CSV alone
     python benchmarks/cf_dim_study.py --sweep configs/sweeps/cf_dim_ml100k_neumf_sgl.yaml   # claim 6's NeuMF + SGL
+    python benchmarks/cf_dim_study.py --plot-only --max-dim 1024 --sweep configs/sweeps/cf_dim_ml1m_gpu.yaml
+                                                      # labels over d <= 1024 alone (the larger dims not
+                                                      # measured yet): <stem>_labels_max1024.json; with
+                                                      # --table, the label column over d <= 1024
     python benchmarks/cf_dim_study.py --tuning-report # per tuning-grid key: how much it moved validation ndcg@10
     python benchmarks/cf_dim_study.py --claim6        # the four plain ML-100K curves in one figure, the
                                                       # fine dims of cf_dim_ml100k_fine.csv merged in, with
@@ -55,6 +59,18 @@ def main(argv: list[str] | None = None) -> int:
     argv = [a for a in argv if a not in ("--ml1m", "--cpu")]
     plot_only, table = "--plot-only" in argv, "--table" in argv
     argv = [a for a in argv if a not in ("--plot-only", "--table")]
+    max_dim = None
+    if "--max-dim" in argv:
+        i = argv.index("--max-dim")
+        value = argv[i + 1] if i + 1 < len(argv) else ""
+        if not value.isdigit() or int(value) < 1:
+            print(f"cf_dim_study.py: --max-dim wants a positive whole number, got {value!r}", file=sys.stderr)
+            return 2
+        max_dim, argv = int(value), argv[:i] + argv[i + 2:]
+        if not (plot_only or table):
+            print("cf_dim_study.py: --max-dim goes with --plot-only or --table (it labels, it trains nothing)",
+                  file=sys.stderr)
+            return 2
     if "--sweep" not in argv:
         argv += ["--sweep", str(REPO / "configs" / "sweeps" / f"{stem}.yaml")]
     if "--out" not in argv:  # the CSV is named after the sweep (its `name:`), as plot_dim_study expects
@@ -64,11 +80,11 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(argv[argv.index("--out") + 1])
     planned = planned_dims(argv[argv.index("--sweep") + 1])
     if table:
-        print(study_table(out, planned=planned) if out.exists() else f"{out}: no such file")
+        print(study_table(out, planned=planned, max_dim=max_dim) if out.exists() else f"{out}: no such file")
         return 0
     rc = 0 if plot_only else sweep(argv + ["--no-plot"], prog="cf_dim_study.py")
     if out.exists():
-        plot_dim_study(out, planned=planned)
+        plot_dim_study(out, planned=planned, max_dim=max_dim)
     return rc
 
 

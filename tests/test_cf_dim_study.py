@@ -215,3 +215,45 @@ def test_table_and_labels_wait_for_the_planned_dims(tmp_path):
     assert plot_dim_study(path)["mf_bpr/plain"]["label"] == "logarithmic"
     unfinished = plot_dim_study(path, planned=planned)["mf_bpr/plain"]
     assert unfinished["label"] is None and "256" in unfinished["label_reason"]
+
+
+def test_max_dim_labels_the_measured_range_apart(tmp_path):
+    """max_dim: a curve whose largest planned dim has no rows is labelled over the dims <= max_dim, in its own
+    labels file (the full-range file keeps it unlabelled); a dim <= max_dim with too few seeds still blocks
+    the label; the table's label column says its range; the script rejects a bad --max-dim in one line."""
+    import csv
+
+    from genrec.scaling.dimstudy import plot_dim_study, study_table
+
+    rows = []
+    for d, m in {4: 0.02, 16: 0.05, 64: 0.08, 256: 0.06}.items():
+        for s in range(3 if d != 16 else 2):
+            rows.append({"status": "ok", "sweep": "toy", "model": "lightgcn", "cf_variant": "plain", "cf_dim": d,
+                         "ndcg@10": m + 0.001 * (s - 1), "dataset": "x",
+                         "extra": json.dumps({"converged": d != 256})})
+    rows.append({**rows[-1], "model": "mf_bpr", "cf_dim": 2048})  # a dim beyond max_dim (one seed)
+    path = tmp_path / "toy.csv"
+    with open(path, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    planned = {("lightgcn", "plain"): [4, 16, 64, 256, 2048]}
+    full = plot_dim_study(path, planned=planned)["lightgcn/plain"]
+    assert full["label"] is None and "2048" in full["label_reason"]
+    part = plot_dim_study(path, planned=planned, max_dim=1024)["lightgcn/plain"]
+    assert part["label"] is None and "min 2" in part["label_reason"] and part["max_dim"] == 1024
+    rows[:0] = [{**rows[3], "ndcg@10": 0.05}]  # a third seed at d=16
+    with open(path, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    part = plot_dim_study(path, planned=planned, max_dim=1024)["lightgcn/plain"]
+    assert part["label"] == "collapse" and part["dims"] == [4, 16, 64, 256] and "<= 1024" in part["label_reason"]
+    assert (part["converged"], part["converged_of"]) == (9, 12)
+    saved = json.loads((tmp_path / "toy_labels_max1024.json").read_text())
+    assert saved["lightgcn/plain"]["label"] == "collapse"
+    assert json.loads((tmp_path / "toy_labels.json").read_text())["lightgcn/plain"]["label"] is None
+    table = study_table(path, planned=planned, max_dim=1024).splitlines()
+    assert "| label (d <= 1024) |" in table[0] and "| collapse |" in table[[r.startswith("| lightgcn") for r in table].index(True)]
+    assert study_table(path, planned=planned).splitlines()[0].endswith("| label | CPU h |")
+    assert _study().main(["--plot-only", "--max-dim", "x"]) == 2

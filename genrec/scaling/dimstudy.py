@@ -6,6 +6,9 @@
 errors and a Student t threshold for the seed count, means, stds, and the share of converged points).
 A curve is labelled only when it has >= MIN_SEEDS (3) seeds at every dim, and every dim its sweep file
 plans (`planned`, from planned_dims); otherwise its `label` is null and `label_reason` says why.
+`max_dim` labels every curve over its dims <= max_dim alone (the planned dims up to it must be complete),
+for a study whose largest dims are not measured yet; those labels go to <stem>_labels_max<max_dim>.json
+and say so (`max_dim` in each entry), so they are never mistaken for the full-range labels.
 `study_table` gives the same study as a markdown table. Each curve's legend entry gives its share of
 converged points (the rows' `converged`, genrec.scaling.tune.converged). Tuning rows (sweep <name>/tune)
 are left out. The rows come from the sweeps configs/sweeps/cf_dim_ml100k.yaml / cf_dim_ml100k_cpu.yaml /
@@ -33,11 +36,15 @@ def curve_style(model: str, variant: str) -> dict:
 MIN_SEEDS = 3
 
 
-def converged_share(rows: list[dict], sweep: str) -> dict:
-    """{(model, variant): (converged points, points with a converged flag)} from ok rows."""
+def _within(d, max_dim: int | None) -> bool:
+    return max_dim is None or int(d) <= max_dim
+
+
+def converged_share(rows: list[dict], sweep: str, max_dim: int | None = None) -> dict:
+    """{(model, variant): (converged points, points with a converged flag)} from ok rows (dims <= max_dim)."""
     out: dict = defaultdict(lambda: [0, 0])
     for r in rows:
-        if r.get("status") != "ok" or r.get("sweep") != sweep:
+        if r.get("status") != "ok" or r.get("sweep") != sweep or not _within(r.get("cf_dim") or 0, max_dim):
             continue
         flag = json.loads(r.get("extra") or "{}").get("converged")
         if flag is None:
@@ -48,11 +55,17 @@ def converged_share(rows: list[dict], sweep: str) -> dict:
     return {k: tuple(v) for k, v in out.items()}
 
 
-def curve_label(dims, by_dim: dict, conv: tuple | None, missing=()) -> dict:
+def curve_label(dims, by_dim: dict, conv: tuple | None, missing=(), max_dim: int | None = None) -> dict:
     """The labels-json entry of one curve: label (or null with the reason), means, stds, sems, seeds.
-    missing: dims other curves of the study have and this one lacks (an unfinished curve: no label)."""
+    missing: dims other curves of the study have and this one lacks (an unfinished curve: no label).
+    max_dim: label over the dims <= max_dim alone (the others in dims and missing are dropped)."""
     from genrec.eval.spectrum import classify_curve
 
+    dims = [d for d in dims if _within(d, max_dim)]
+    missing = [d for d in missing if _within(d, max_dim)]
+    if len(dims) < 3:
+        return {"label": None, "label_reason": f"fewer than 3 dims{'' if max_dim is None else f' <= {max_dim}'}",
+                "max_dim": max_dim, "dims": [int(d) for d in dims]}
     seeds = [len(by_dim[d]) for d in dims]
     mean = np.array([np.mean(by_dim[d]) for d in dims])
     std = np.array([sample_std(by_dim[d]) for d in dims])
@@ -65,7 +78,9 @@ def curve_label(dims, by_dim: dict, conv: tuple | None, missing=()) -> dict:
     else:
         entry["label"] = classify_curve(dims, mean, sem=sem, n_seeds=seeds)
         entry["label_reason"] = f"classify_curve with t threshold ({min(seeds)}+ seeds)"
-    entry.update(dims=[int(d) for d in dims], mean=[round(float(x), 5) for x in mean],
+    if max_dim is not None:
+        entry["label_reason"] += f"; labels over dims <= {max_dim} only"
+    entry.update(max_dim=max_dim, dims=[int(d) for d in dims], mean=[round(float(x), 5) for x in mean],
                  std=[round(float(x), 5) for x in std], sem=[round(float(x), 5) for x in sem], seeds=seeds,
                  converged=None if conv is None else conv[0], converged_of=None if conv is None else conv[1],
                  converged_share=None if not conv or not conv[1] else round(conv[0] / conv[1], 3))
@@ -106,7 +121,8 @@ def _missing(key, by_dim: dict, study_dims, planned: dict | None) -> list:
     return sorted(d for d in want if d not in by_dim)
 
 
-def plot_dim_study(csv_path: str | Path, out_dir: str | Path | None = None, planned: dict | None = None) -> dict:
+def plot_dim_study(csv_path: str | Path, out_dir: str | Path | None = None, planned: dict | None = None,
+                   max_dim: int | None = None) -> dict:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -119,7 +135,7 @@ def plot_dim_study(csv_path: str | Path, out_dir: str | Path | None = None, plan
     out_dir = Path(out_dir or Path(csv_path).parent)
     dataset = next((r["dataset"] for r in rows if r.get("sweep") == stem and r.get("dataset")), "?")
     labels: dict = {}
-    conv = converged_share(rows, stem)
+    conv, conv_l = converged_share(rows, stem), converged_share(rows, stem, max_dim)
     for metric, fname, ylabel in (("ndcg@10", f"{stem}_ndcg.png", "NDCG@10 (test)"),
                                   ("item_erank", f"{stem}_erank.png", "item effective rank")):
         agg = aggregate(rows, metric, stem)
@@ -136,8 +152,9 @@ def plot_dim_study(csv_path: str | Path, out_dir: str | Path | None = None, plan
             ax.errorbar(dims, mean, yerr=std, ms=3, capsize=2, label=f"{model} / {variant}{tag}",
                         **curve_style(model, variant))
             if metric == "ndcg@10" and len(dims) >= 3:
-                labels[f"{model}/{variant}"] = curve_label(dims, by_dim, share,
-                                                           _missing((model, variant), by_dim, study_dims, planned))
+                labels[f"{model}/{variant}"] = curve_label(dims, by_dim, conv_l.get((model, variant)),
+                                                           _missing((model, variant), by_dim, study_dims, planned),
+                                                           max_dim)
         if metric == "item_erank":
             lim = np.array(sorted({d for v in agg.values() for d in v}))
             ax.plot(lim, lim, color="grey", lw=0.8, ls=":", label="erank = dim")
@@ -152,7 +169,9 @@ def plot_dim_study(csv_path: str | Path, out_dir: str | Path | None = None, plan
         fig.savefig(out_dir / fname, dpi=120)
         plt.close(fig)
         print(out_dir / fname)
-    (out_dir / f"{stem}_labels.json").write_text(json.dumps(labels, indent=1))
+    labels_json = out_dir / (f"{stem}_labels.json" if max_dim is None else f"{stem}_labels_max{max_dim}.json")
+    labels_json.write_text(json.dumps(labels, indent=1))
+    print(labels_json)
     print_labels(labels)
     return labels
 
@@ -160,8 +179,8 @@ def plot_dim_study(csv_path: str | Path, out_dir: str | Path | None = None, plan
 def print_labels(labels: dict) -> None:
     """One line per curve: label (or why none), converged share, mean per dim."""
     for k, v in labels.items():
-        share = "" if v["converged_share"] is None else f"conv {v['converged']}/{v['converged_of']} "
-        points = " ".join(f"{d}:{m:.4f}" for d, m in zip(v["dims"], v["mean"]))
+        share = "" if v.get("converged_share") is None else f"conv {v['converged']}/{v['converged_of']} "
+        points = " ".join(f"{d}:{m:.4f}" for d, m in zip(v["dims"], v.get("mean", ())))
         print(f"{k:28s} {str(v['label']):12s} {share}{points}" + ("" if v["label"] else f"  ({v['label_reason']})"))
 
 
@@ -239,7 +258,7 @@ def _fmt(x: float) -> str:
 
 
 def study_table(csv_path: str | Path, metric: str = "ndcg@10", sweep: str | None = None,
-                planned: dict | None = None) -> str:
+                planned: dict | None = None, max_dim: int | None = None) -> str:
     """The study as a markdown table, from its CSV alone: one line per curve, one column per dim with the
     mean +- std over seeds, (seeds whose best validation came well before the budget / seeds; the
     chosen train.lr, cf.reg from the rows' config), then the curve's label (curve_label, as in the
@@ -249,12 +268,12 @@ def study_table(csv_path: str | Path, metric: str = "ndcg@10", sweep: str | None
     run's folder; a resumed training's train_time_s includes the part before the cut; a resumed row
     without run_dir counts its evaluation only). `sweep` defaults to the CSV's stem, as for
     plot_dim_study; `planned` (planned_dims of the sweep file) adds the dims no curve has reached yet as
-    columns of dashes."""
+    columns of dashes; `max_dim` labels the curves over their dims <= max_dim alone (the column says so)."""
     from genrec.scaling.leaderboard import read_rows
 
     rows = read_rows(csv_path)
     sweep = sweep or Path(csv_path).stem
-    agg, conv = aggregate(rows, metric, sweep), converged_share(rows, sweep)
+    agg, conv = aggregate(rows, metric, sweep), converged_share(rows, sweep, max_dim)
     if not agg:
         return f"{csv_path}: no ok rows of sweep {sweep}"
     study_dims = sorted({d for v in agg.values() for d in v} | {d for v in (planned or {}).values() for d in v})
@@ -291,7 +310,8 @@ def study_table(csv_path: str | Path, metric: str = "ndcg@10", sweep: str | None
         return " + ".join(f"{t / 3600:.2f} {kind}" for kind, t in sorted(secs[key].items())) or "0.00"
 
     unit = "CPU h" if cpu_only else "hours"
-    lines = ["| curve | " + " | ".join(f"d={d}" for d in study_dims) + f" | label | {unit} |",
+    head = "label" if max_dim is None else f"label (d <= {max_dim})"
+    lines = ["| curve | " + " | ".join(f"d={d}" for d in study_dims) + f" | {head} | {unit} |",
              "|---|" + "---|" * (len(study_dims) + 2)]
     for key, by_dim in sorted(agg.items()):
         row = []
@@ -304,8 +324,8 @@ def study_table(csv_path: str | Path, metric: str = "ndcg@10", sweep: str | None
             row.append(f"{_fmt(float(np.mean(v)))}{std} ({c['conv']}/{len(v)}{c['hp']})")
         dims = sorted(by_dim)
         label = "—"
-        if len(dims) >= 3:
-            entry = curve_label(dims, by_dim, conv.get(key), _missing(key, by_dim, study_dims, planned))
+        if len([d for d in dims if _within(d, max_dim)]) >= 3:
+            entry = curve_label(dims, by_dim, conv.get(key), _missing(key, by_dim, study_dims, planned), max_dim)
             label = entry["label"] or f"none ({entry['label_reason']})"
         lines.append(f"| {key[0]} {key[1]} | " + " | ".join(row) + f" | {label} | {hours(key)} |")
     for key in sorted(set(planned or {}) - set(agg)):  # planned curves without a finished point yet
