@@ -63,9 +63,6 @@ def curve_label(dims, by_dim: dict, conv: tuple | None, missing=(), max_dim: int
 
     dims = [d for d in dims if _within(d, max_dim)]
     missing = [d for d in missing if _within(d, max_dim)]
-    if len(dims) < 3:
-        return {"label": None, "label_reason": f"fewer than 3 dims{'' if max_dim is None else f' <= {max_dim}'}",
-                "max_dim": max_dim, "dims": [int(d) for d in dims]}
     seeds = [len(by_dim[d]) for d in dims]
     mean = np.array([np.mean(by_dim[d]) for d in dims])
     std = np.array([sample_std(by_dim[d]) for d in dims])
@@ -135,7 +132,8 @@ def plot_dim_study(csv_path: str | Path, out_dir: str | Path | None = None, plan
     out_dir = Path(out_dir or Path(csv_path).parent)
     dataset = next((r["dataset"] for r in rows if r.get("sweep") == stem and r.get("dataset")), "?")
     labels: dict = {}
-    conv, conv_l = converged_share(rows, stem), converged_share(rows, stem, max_dim)
+    conv = converged_share(rows, stem)
+    conv_l = conv if max_dim is None else converged_share(rows, stem, max_dim)  # for the labels
     for metric, fname, ylabel in (("ndcg@10", f"{stem}_ndcg.png", "NDCG@10 (test)"),
                                   ("item_erank", f"{stem}_erank.png", "item effective rank")):
         agg = aggregate(rows, metric, stem)
@@ -151,7 +149,7 @@ def plot_dim_study(csv_path: str | Path, out_dir: str | Path | None = None, plan
             tag = f" (conv {share[0]}/{share[1]})" if share and metric == "ndcg@10" else ""
             ax.errorbar(dims, mean, yerr=std, ms=3, capsize=2, label=f"{model} / {variant}{tag}",
                         **curve_style(model, variant))
-            if metric == "ndcg@10" and len(dims) >= 3:
+            if metric == "ndcg@10" and sum(_within(d, max_dim) for d in dims) >= 3:
                 labels[f"{model}/{variant}"] = curve_label(dims, by_dim, conv_l.get((model, variant)),
                                                            _missing((model, variant), by_dim, study_dims, planned),
                                                            max_dim)
@@ -179,8 +177,8 @@ def plot_dim_study(csv_path: str | Path, out_dir: str | Path | None = None, plan
 def print_labels(labels: dict) -> None:
     """One line per curve: label (or why none), converged share, mean per dim."""
     for k, v in labels.items():
-        share = "" if v.get("converged_share") is None else f"conv {v['converged']}/{v['converged_of']} "
-        points = " ".join(f"{d}:{m:.4f}" for d, m in zip(v["dims"], v.get("mean", ())))
+        share = "" if v["converged_share"] is None else f"conv {v['converged']}/{v['converged_of']} "
+        points = " ".join(f"{d}:{m:.4f}" for d, m in zip(v["dims"], v["mean"]))
         print(f"{k:28s} {str(v['label']):12s} {share}{points}" + ("" if v["label"] else f"  ({v['label_reason']})"))
 
 
@@ -324,7 +322,7 @@ def study_table(csv_path: str | Path, metric: str = "ndcg@10", sweep: str | None
             row.append(f"{_fmt(float(np.mean(v)))}{std} ({c['conv']}/{len(v)}{c['hp']})")
         dims = sorted(by_dim)
         label = "—"
-        if len([d for d in dims if _within(d, max_dim)]) >= 3:
+        if sum(_within(d, max_dim) for d in dims) >= 3:
             entry = curve_label(dims, by_dim, conv.get(key), _missing(key, by_dim, study_dims, planned), max_dim)
             label = entry["label"] or f"none ({entry['label_reason']})"
         lines.append(f"| {key[0]} {key[1]} | " + " | ".join(row) + f" | {label} | {hours(key)} |")
