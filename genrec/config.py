@@ -27,9 +27,12 @@ class RunConfig:
     seed: int = 0
     output_dir: str = "runs"
     device: str = "auto"  # auto | cpu | cuda | cuda:0 ...
+    threads: int = 0  # CPU threads for the run's torch ops (0 = as launched); a run repeats exactly only at one count
     leaderboard: str = "runs/leaderboard.csv"
 
     def __post_init__(self):
+        if self.threads < 0:
+            raise ValueError(f"run.threads: must be 0 (as launched) or a positive thread count, got {self.threads}")
         known = all_families()
         if self.family not in known:
             raise ValueError(f"run.family: unknown family {self.family!r} (known: {', '.join(known)})")

@@ -18,7 +18,7 @@ from genrec.config import Config, to_dict
 
 
 # Settings that never change a result (paths, labels, speed knobs): left out of every config identity.
-NOT_RESULT_KEYS = {"run": ("output_dir", "leaderboard", "name", "device"),
+NOT_RESULT_KEYS = {"run": ("output_dir", "leaderboard", "name", "device", "threads"),
                    "train": ("progress", "num_workers", "trackers", "log_every", "checkpoint_minutes"),
                    "encoder": ("device", "threads", "batch_size")}
 

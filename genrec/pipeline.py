@@ -21,8 +21,8 @@ from genrec.data import RecData, Split, load_data, split_data
 from genrec.eval.evaluate import evaluate, process_shard
 from genrec.eval.metrics import MISS, bootstrap_intervals, metrics_from_gt
 from genrec.family import FamilyResult, RunContext, get_family
-from genrec.runtime import (device_name, peak_memory_mb, resolve_device, resolve_precision, seed_everything,
-                            tune_cpu_malloc)
+from genrec.runtime import (cpu_threads, device_name, peak_memory_mb, resolve_device, resolve_precision,
+                            seed_everything, tune_cpu_malloc)
 
 log = logging.getLogger("genrec")
 
@@ -114,6 +114,11 @@ def run_point(cfg: Config, data: RecData | None = None, split: Split | None = No
     from the CLI or a sweep. A finished training run is resumed, not repeated: only evaluation runs.
     """
     tune_cpu_malloc()  # every entry point (CLI, sweep, Python API) trains with the reusable heap
+    with cpu_threads(cfg.run.threads) as threads:  # run.threads: 0 = as launched
+        return _run_point(cfg, data, split, run_dir, threads)
+
+
+def _run_point(cfg: Config, data: RecData | None, split: Split | None, run_dir: Path | None, threads: int) -> dict:
     fam = get_family(cfg.run.family)
     fam.check(cfg)
     seed_everything(cfg.run.seed)
@@ -141,7 +146,7 @@ def run_point(cfg: Config, data: RecData | None = None, split: Split | None = No
                        cfg.eval.batch_size, progress=cfg.train.progress, desc=f"eval {cfg.run.model}",
                        exclude_window=cfg.eval.exclude_window, per_user=users)
     eval_s = time.perf_counter() - t1
-    result.extra = {**result.extra, "ci95_users": user_intervals(users, cfg.eval.ks)}
+    result.extra = {**result.extra, "ci95_users": user_intervals(users, cfg.eval.ks), "cpu_threads": threads}
     if is_main_process():
         write_metrics(run_dir, rid, metrics)
         write_user_ranks(run_dir, rid, users)

@@ -5,6 +5,7 @@ pipeline) can use it without pulling in the layers above.
 """
 from __future__ import annotations
 
+import contextlib
 import random
 
 import numpy as np
@@ -46,6 +47,22 @@ def resolve_precision(requested: str, device: torch.device) -> str:
     if device.type == "cpu":
         return "bf16" if cpu_has_native_bf16() else "no"
     return "no"
+
+
+@contextlib.contextmanager
+def cpu_threads(n: int = 0):
+    """Run the block with `n` intra-op CPU threads (0: leave the count the process was started with) and
+    restore the old count afterwards. On the CPU the thread count changes how reductions are split, so a
+    seeded run repeats to the last digit only at the same count: `accelerate launch` starts one thread per
+    process, a plain command as many as there are cores. Rows record the count (`extra.cpu_threads`)."""
+    old = torch.get_num_threads()
+    if n and n != old:
+        torch.set_num_threads(n)
+    try:
+        yield torch.get_num_threads()
+    finally:
+        if torch.get_num_threads() != old:
+            torch.set_num_threads(old)
 
 
 def seed_everything(seed: int) -> None:

@@ -29,6 +29,7 @@ def test_include(tmp_path):
     ("train.progress=3", "train.progress"),
     ("nosuchsection.x=1", "nosuchsection"),
     ("train.checkpoint_minutes=-1", "train.checkpoint_minutes"),
+    ("run.threads=-2", "run.threads"),
 ])
 def test_bad_override_names_key(override, needle):
     with pytest.raises(ConfigError) as e:
@@ -59,7 +60,8 @@ def test_run_id_depends_on_result_settings_only():
     from genrec.identity import run_id
 
     a = load_config([], ["run.output_dir=x"])
-    b = load_config([], ["run.output_dir=y", "train.progress=false", "encoder.threads=1", "train.checkpoint_minutes=5"])
+    b = load_config([], ["run.output_dir=y", "train.progress=false", "encoder.threads=1", "train.checkpoint_minutes=5",
+                         "run.threads=1"])
     c = load_config([], ["train.lr=0.5"])
     assert run_id(a) == run_id(b) != run_id(c)
     assert run_id(load_config([], ["run.seed=1"])) != run_id(a)

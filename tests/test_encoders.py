@@ -260,6 +260,15 @@ def test_shapes_and_padding_invariance(models, which):
     assert np.allclose(np.linalg.norm(unit, axis=1), 1.0, atol=1e-5)
 
 
+def test_encoder_threads_hold_while_encoding_only(models):
+    import torch
+
+    before = torch.get_num_threads()  # 1 here (module fixture)
+    x = TextEncoder(_cfg(models["st"], threads=before + 1), progress=False).encode(TEXTS)
+    assert torch.get_num_threads() == before  # the training after encoding keeps the run's count
+    assert np.allclose(x, TextEncoder(_cfg(models["st"]), progress=False).encode(TEXTS), atol=1e-5)
+
+
 def test_pooling_modes_differ(models):
     mean = TextEncoder(_cfg(models["llm"], normalize=False), progress=False).encode(TEXTS)
     last = TextEncoder(_cfg(models["llm"], normalize=False, pooling="last"), progress=False).encode(TEXTS)

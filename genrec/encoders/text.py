@@ -18,6 +18,7 @@ import numpy as np
 
 from genrec.encoders.resolve import ResolvedModel, resolve_model
 from genrec.errors import ConfigError
+from genrec.runtime import cpu_threads
 
 log = logging.getLogger("genrec")
 POOLINGS = ("mean", "cls", "last")
@@ -120,8 +121,6 @@ class TextEncoder:
 
         info = self.model_info
         self.device = pick_device(self.cfg.device)
-        if getattr(self.cfg, "threads", 0) > 0:
-            torch.set_num_threads(self.cfg.threads)
         if info.kind == "sentence-transformers":
             from sentence_transformers import SentenceTransformer
 
@@ -176,7 +175,8 @@ class TextEncoder:
         chunks = []
         bar = tqdm(range(0, len(texts), bs), desc=f"encode {self.cfg.name}", unit="batch",
                    disable=not self.progress, leave=False)
-        with torch.inference_mode():
+        # encoder.threads holds while encoding only: the training after it keeps the run's own thread count
+        with torch.inference_mode(), cpu_threads(getattr(self.cfg, "threads", 0)):
             for start in bar:
                 idx = order[start:start + bs]
                 chunks.append(self._forward([texts[i] for i in idx]).float().cpu().numpy())
