@@ -17,7 +17,8 @@ import json
 from genrec.config import Config, to_dict
 
 
-# Settings that never change a result (paths, labels, speed knobs): left out of every config identity.
+# Settings that do not change what a result means (paths, labels, speed knobs): left out of every config identity.
+# run.device and run.threads can move a float's last digits, which grow over training; rows record both.
 NOT_RESULT_KEYS = {"run": ("output_dir", "leaderboard", "name", "device", "threads"),
                    "train": ("progress", "num_workers", "trackers", "log_every", "checkpoint_minutes"),
                    "encoder": ("device", "threads", "batch_size")}
