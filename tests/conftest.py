@@ -4,7 +4,6 @@ from __future__ import annotations
 import os
 
 import pytest
-import torch
 
 os.environ.setdefault("GENREC_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -46,7 +45,7 @@ def synthetic(make_cfg):
 def one_thread():
     """Tiny matmuls: one intra-op thread is ~10x faster than two on a shared, busy 2-core machine
     (modules opt in with pytestmark = pytest.mark.usefixtures("one_thread"))."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+    from genrec.runtime import cpu_threads
+
+    with cpu_threads(1):
+        yield

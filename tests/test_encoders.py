@@ -31,18 +31,15 @@ TEXTS = ["red lamp", "the blue jacket of the alien", "toy story comedy", "war", 
 @pytest.fixture(scope="module", autouse=True)
 def _one_thread():
     """Tiny models: one thread is fastest, and threaded BLAS/OpenMP crawls on a shared busy CPU."""
-    import torch
+    from genrec.runtime import cpu_threads
 
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
     try:
         from threadpoolctl import threadpool_limits
         ctx = threadpool_limits(limits=1)
     except ImportError:
         ctx = contextlib.nullcontext()
-    with ctx:
+    with cpu_threads(1), ctx:
         yield
-    torch.set_num_threads(n)
 
 
 def _st_model(root: Path) -> Path:

@@ -18,7 +18,6 @@ import numpy as np
 
 from genrec.encoders.resolve import ResolvedModel, resolve_model
 from genrec.errors import ConfigError
-from genrec.runtime import cpu_threads
 
 log = logging.getLogger("genrec")
 POOLINGS = ("mean", "cls", "last")
@@ -165,6 +164,8 @@ class TextEncoder:
         """Pooled vectors, before centre/whiten/normalise: float32 [n, d]."""
         import torch
         from tqdm.auto import tqdm
+
+        from genrec.runtime import cpu_threads  # imports torch: kept out of import time
 
         texts = [str(t) for t in texts]
         if not texts:
